@@ -1,0 +1,3 @@
+//! Reset-time parsing: when a provider says a limit lifts.
+//!
+//! (Placeholder being replaced by the full parser.)

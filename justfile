@@ -1,0 +1,22 @@
+# Developer chores; .ci/run runs the same commands as plain cargo calls.
+
+default: test
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+test:
+    cargo test --workspace
+
+demo *ARGS:
+    cargo run --release -p credpool -- demo {{ARGS}}
+
+bench *ARGS:
+    cargo run --release -p credpool -- bench {{ARGS}}
+
+fuzz TARGET:
+    cd fuzz && cargo +nightly fuzz run {{TARGET}} -- -max_total_time=60
