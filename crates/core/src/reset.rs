@@ -62,7 +62,10 @@ pub fn reset_at(
         .max();
     let from_body = body.and_then(|value| from_json(value, now));
     let from_text = message.and_then(|text| from_message(text, now));
-    let latest = [from_headers, from_body, from_text].into_iter().flatten().max()?;
+    let latest = [from_headers, from_body, from_text]
+        .into_iter()
+        .flatten()
+        .max()?;
     clamp(latest, now, ceiling)
 }
 
@@ -158,7 +161,10 @@ fn parse_duration_prefix(text: &str) -> Option<(Duration, usize)> {
         if !seen_digit {
             break;
         }
-        let Ok(number) = text[number_start..cursor].trim_end_matches('.').parse::<f64>() else {
+        let Ok(number) = text[number_start..cursor]
+            .trim_end_matches('.')
+            .parse::<f64>()
+        else {
             break;
         };
         while cursor < bytes.len() && bytes[cursor] == b' ' {
@@ -391,7 +397,7 @@ fn parse_number(text: &str) -> Option<f64> {
 
 fn millis_to_timestamp(millis: f64) -> Option<Timestamp> {
     // Saturating float-to-int conversion; anything beyond i64 is clamped later anyway.
-    (millis.is_finite() && millis > 0.0).then(|| Timestamp(millis as i64))
+    (millis.is_finite() && millis > 0.0).then_some(Timestamp(millis as i64))
 }
 
 /// `now + delay`, or `None` for a zero delay.

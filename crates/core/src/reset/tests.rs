@@ -23,23 +23,14 @@ fn check(headers: &[(&str, &str)], body: &str, message: &str, expected: Option<i
 }
 
 #[test]
+#[rustfmt::skip]
 fn headers() {
     check(&[("Retry-After", "30")], "", "", Some(30_000));
     check(&[("retry-after", " 1.5 ")], "", "", Some(1_500));
     check(&[("retry-after", "0")], "", "", None);
-    check(
-        &[("Retry-After", "Sat, 29 Aug 2026 10:42:00 GMT")],
-        "",
-        "",
-        Some(120_000),
-    );
+    check(&[("Retry-After", "Sat, 29 Aug 2026 10:42:00 GMT")], "", "", Some(120_000));
     // A past HTTP-date means no reset, not "retry now in a loop".
-    check(
-        &[("Retry-After", "Sat, 29 Aug 2026 10:23:20 GMT")],
-        "",
-        "",
-        None,
-    );
+    check(&[("Retry-After", "Sat, 29 Aug 2026 10:23:20 GMT")], "", "", None);
     check(&[("retry-after-ms", "1500")], "", "", Some(1_500));
     check(&[("x-ratelimit-reset-requests", "6m0s")], "", "", Some(360_000));
     check(&[("x-ratelimit-reset-tokens", "1.5s")], "", "", Some(1_500));
@@ -50,70 +41,28 @@ fn headers() {
     check(&[("x-ratelimit-reset", "1788000090")], "", "", Some(90_000));
     // Small numbers are relative seconds.
     check(&[("x-ratelimit-reset", "45")], "", "", Some(45_000));
-    check(
-        &[("anthropic-ratelimit-requests-reset", "2026-08-29T10:41:00Z")],
-        "",
-        "",
-        Some(60_000),
-    );
-    check(
-        &[("anthropic-ratelimit-tokens-reset", "2026-08-29T12:41:00+02:00")],
-        "",
-        "",
-        Some(60_000),
-    );
+    check(&[("anthropic-ratelimit-requests-reset", "2026-08-29T10:41:00Z")], "", "", Some(60_000));
+    check(&[("anthropic-ratelimit-tokens-reset", "2026-08-29T12:41:00+02:00")], "", "", Some(60_000));
     check(&[("anthropic-ratelimit-unified-reset", "1788003600")], "", "", Some(3_600_000));
     check(&[("content-type", "application/json")], "", "", None);
     check(&[("retry-after", "soon")], "", "", None);
 }
 
 #[test]
+#[rustfmt::skip]
 fn several_sources_take_the_latest() {
-    check(
-        &[
-            ("retry-after", "20"),
-            ("anthropic-ratelimit-requests-reset", "2026-08-29T10:40:05Z"),
-            ("anthropic-ratelimit-tokens-reset", "2026-08-29T10:41:00Z"),
-        ],
-        "",
-        "",
-        Some(60_000),
-    );
-    check(
-        &[("retry-after", "5")],
-        r#"{"error":{"details":[{"retryDelay":"30s"}]}}"#,
-        "try again in 10s",
-        Some(30_000),
-    );
+    check(&[ ("retry-after", "20"), ("anthropic-ratelimit-requests-reset", "2026-08-29T10:40:05Z"), ("anthropic-ratelimit-tokens-reset", "2026-08-29T10:41:00Z"), ], "", "", Some(60_000));
+    check(&[("retry-after", "5")], r#"{"error":{"details":[{"retryDelay":"30s"}]}}"#, "try again in 10s", Some(30_000));
 }
 
 #[test]
+#[rustfmt::skip]
 fn body_fields() {
-    check(
-        &[],
-        r#"{"error":{"code":429,"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#,
-        "",
-        Some(30_000),
-    );
+    check(&[], r#"{"error":{"code":429,"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#, "", Some(30_000));
     check(&[], r#"[{"error":{"details":[{"retryDelay":"1.5s"}]}}]"#, "", Some(1_500));
-    check(
-        &[],
-        r#"{"error":{"details":[{"metadata":{"quotaResetDelay":"4h5m"}}]}}"#,
-        "",
-        Some(14_700_000),
-    );
-    check(
-        &[],
-        r#"{"error":{"details":[{"metadata":{"quotaResetTimeStamp":"2026-09-01T00:00:00Z"}}]}}"#,
-        "",
-        Some(220_800_000),
-    );
-    check(
-        &[],
-        r#"{"error":{"type":"usage_limit_reached","resets_at":1788007200}}"#,
-        "",
-        Some(7_200_000),
-    );
+    check(&[], r#"{"error":{"details":[{"metadata":{"quotaResetDelay":"4h5m"}}]}}"#, "", Some(14_700_000));
+    check(&[], r#"{"error":{"details":[{"metadata":{"quotaResetTimeStamp":"2026-09-01T00:00:00Z"}}]}}"#, "", Some(220_800_000));
+    check(&[], r#"{"error":{"type":"usage_limit_reached","resets_at":1788007200}}"#, "", Some(7_200_000));
     check(&[], r#"{"error":{"resets_in_seconds":600}}"#, "", Some(600_000));
     check(&[], r#"{"reset_at":"2026-08-29T11:40:00Z"}"#, "", Some(3_600_000));
     check(&[], r#"{"error":{"retry_after":12}}"#, "", Some(12_000));
@@ -123,13 +72,9 @@ fn body_fields() {
 }
 
 #[test]
+#[rustfmt::skip]
 fn message_phrases() {
-    check(
-        &[],
-        "",
-        "Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29000. Please try again in 1.98s. Visit https://platform.openai.com",
-        Some(1_980),
-    );
+    check(&[], "", "Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29000. Please try again in 1.98s. Visit https://platform.openai.com", Some(1_980));
     check(&[], "", "Please try again in 20ms.", Some(20));
     check(&[], "", "Please try again in 6m0s.", Some(360_000));
     check(&[], "", "Please retry in 29.5s.", Some(29_500));
@@ -138,18 +83,14 @@ fn message_phrases() {
     check(&[], "", "Usage limit hit; resets in 4hr 5min", Some(14_700_000));
     check(&[], "", "resets in 2 hours and 30 minutes", Some(9_000_000));
     check(&[], "", "quotaResetDelay: 500ms", Some(500));
-    check(
-        &[],
-        "",
-        "You have reached your specified API usage limits. You will regain access on 2026-09-01 at 00:00 UTC.",
-        Some(220_800_000),
-    );
+    check(&[], "", "You have reached your specified API usage limits. You will regain access on 2026-09-01 at 00:00 UTC.", Some(220_800_000));
     check(&[], "", "limit resets at 2026-08-29T11:40:00Z.", Some(3_600_000));
     check(&[], "", "try again in a few minutes", None);
     check(&[], "", "try again later", None);
 }
 
 #[test]
+#[rustfmt::skip]
 fn clamped_to_the_ceiling() {
     check(&[("retry-after", "99999999")], "", "", Some(7 * DAY_MS));
     check(&[], "", "regain access on 2027-01-01 at 00:00 UTC", Some(7 * DAY_MS));
@@ -157,6 +98,7 @@ fn clamped_to_the_ceiling() {
 }
 
 #[test]
+#[rustfmt::skip]
 fn durations() {
     let cases: &[(&str, Option<u64>)] = &[
         ("6m0s", Some(360_000)),
