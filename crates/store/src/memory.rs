@@ -1,0 +1,296 @@
+//! An in-memory [`Store`] for fast tests, with fault injection.
+//!
+//! Records go through the same codec and key layout as [`crate::SledStore`] and are kept as
+//! encoded bytes in ordered maps, so a test on this store still catches codec mistakes.
+//!
+//! **Invariants:**
+//! - Applied changes are visible at once; [`MemoryStore::crash`] discards those applied since
+//!   the last successful [`Store::flush`], as a crash of the durable backend would.
+//! - While [`MemoryStore::set_fail_writes`] is on, every write ([`Store::apply`],
+//!   [`Store::compare_and_swap`], [`Store::flush`]) fails with [`StoreError::Io`] and changes
+//!   nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use credpool_core::{Clock, Entry, EntryId, Generation, ProviderId, SystemClock};
+use zeroize::Zeroizing;
+
+use crate::batch::{self, RawProvider, TreeName};
+use crate::codec;
+use crate::{
+    CasOutcome, Change, ChangeHook, ChangeNotice, ProviderSnapshot, QuarantinedRecord, Store,
+    StoreError,
+};
+
+type Tree = BTreeMap<Vec<u8>, Zeroizing<Vec<u8>>>;
+
+#[derive(Default, Clone)]
+struct Trees {
+    /// Indexed by [`TreeName`] in [`TreeName::ALL`] order.
+    trees: [Tree; 4],
+}
+
+impl Trees {
+    fn tree(&self, name: TreeName) -> &Tree {
+        &self.trees[name as usize]
+    }
+
+    fn tree_mut(&mut self, name: TreeName) -> &mut Tree {
+        &mut self.trees[name as usize]
+    }
+
+    fn scan(&self, name: TreeName, prefix: &[u8]) -> Vec<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+        self.tree(name)
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// What the store holds now.
+    live: Trees,
+    /// What it held at the last flush; what a crash returns to.
+    durable: Trees,
+}
+
+/// A [`Store`] in memory, with write-failure injection and a flush counter.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    hooks: RwLock<Vec<ChangeHook>>,
+    fail_writes: AtomicBool,
+    flushes: AtomicU64,
+    /// Stamps quarantined records; injected so tests control time.
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("fail_writes", &self.fail_writes.load(Ordering::Relaxed))
+            .field("flushes", &self.flush_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStore {
+    /// Creates an empty store stamping quarantined records with the system clock.
+    pub fn new() -> Self {
+        MemoryStore::with_clock(Arc::new(SystemClock))
+    }
+
+    /// Creates an empty store with an injected clock.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            hooks: RwLock::new(Vec::new()),
+            fail_writes: AtomicBool::new(false),
+            flushes: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// Makes every following write fail with [`StoreError::Io`] (`true`) or succeed again.
+    pub fn set_fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// Returns how many flushes succeeded.
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::SeqCst)
+    }
+
+    /// Discards every change applied since the last successful flush, as a crash would.
+    pub fn crash(&self) {
+        let mut state = self.lock();
+        state.live = state.durable.clone();
+    }
+
+    /// Writes raw bytes under an entry's key, bypassing the codec: a corrupt record for tests.
+    /// Not counted as a write (fault injection does not apply).
+    pub fn put_raw_entry(
+        &self,
+        provider: &ProviderId,
+        entry: EntryId,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = codec::entry_key(provider, entry)?;
+        self.lock()
+            .live
+            .tree_mut(TreeName::Entries)
+            .insert(key, Zeroizing::new(bytes.to_vec()));
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Io("injected write failure".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn notify(&self, notices: &[ChangeNotice]) {
+        let hooks: Vec<ChangeHook> = self
+            .hooks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for notice in notices {
+            for hook in &hooks {
+                hook(notice);
+            }
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn providers(&self) -> Result<Vec<ProviderId>, StoreError> {
+        let state = self.lock();
+        Ok(batch::providers_of_keys(
+            state
+                .live
+                .trees
+                .iter()
+                .flat_map(|tree| tree.keys().map(Vec::as_slice)),
+        ))
+    }
+
+    fn load_provider(&self, provider: &ProviderId) -> Result<ProviderSnapshot, StoreError> {
+        let prefix = codec::provider_prefix(provider)?;
+        let state_key = codec::provider_key(provider)?;
+        let mut state = self.lock();
+        let raw = RawProvider {
+            entries: state.live.scan(TreeName::Entries, &prefix),
+            state: state
+                .live
+                .tree(TreeName::Providers)
+                .get(&state_key)
+                .map(|value| (state_key.clone(), value.clone())),
+            markers: state.live.scan(TreeName::Markers, &prefix),
+            quarantine: state.live.scan(TreeName::Quarantine, &prefix),
+        };
+        let (snapshot, corrupted) = batch::assemble(provider, raw, self.clock.now())?;
+        for corrupt in corrupted {
+            let source = state.live.tree_mut(corrupt.tree);
+            if source.get(&corrupt.key) == Some(&corrupt.raw) {
+                source.remove(&corrupt.key);
+            }
+            state
+                .live
+                .tree_mut(TreeName::Quarantine)
+                .insert(corrupt.quarantine_key, corrupt.quarantine_value);
+            tracing::warn!(
+                provider = %provider,
+                key = %corrupt.record.key,
+                error = %corrupt.record.error,
+                "quarantined an undecodable record"
+            );
+        }
+        Ok(snapshot)
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+        self.check_writable()?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let ops = batch::encode_changes(changes)?;
+        {
+            let mut state = self.lock();
+            for op in ops {
+                let tree = state.live.tree_mut(op.tree);
+                match op.value {
+                    Some(value) => {
+                        tree.insert(op.key, value);
+                    }
+                    None => {
+                        tree.remove(&op.key);
+                    }
+                }
+            }
+        }
+        self.notify(&batch::notices(changes));
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut state = self.lock();
+        state.durable = state.live.clone();
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn compare_and_swap(
+        &self,
+        provider: &ProviderId,
+        expected: Generation,
+        entry: &Entry,
+    ) -> Result<CasOutcome, StoreError> {
+        self.check_writable()?;
+        let key = codec::entry_key(provider, entry.id)?;
+        let value = codec::encode_entry(entry)?;
+        let outcome = {
+            let mut state = self.lock();
+            let tree = state.live.tree_mut(TreeName::Entries);
+            match tree.get(&key) {
+                None => CasOutcome::Conflict { found: None },
+                Some(stored) => {
+                    let found = codec::decode_entry(stored)
+                        .map_err(|error| StoreError::Corrupt {
+                            key: codec::printable_key(codec::ENTRIES_TREE, &key),
+                            reason: error.to_string(),
+                        })?
+                        .entry
+                        .generation;
+                    if found == expected {
+                        tree.insert(key, value);
+                        CasOutcome::Swapped
+                    } else {
+                        CasOutcome::Conflict { found: Some(found) }
+                    }
+                }
+            }
+        };
+        if outcome == CasOutcome::Swapped {
+            self.notify(&[batch::cas_notice(provider, entry.id)]);
+        }
+        Ok(outcome)
+    }
+
+    fn watch(&self, hook: ChangeHook) {
+        self.hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hook);
+    }
+
+    fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, StoreError> {
+        let now = self.clock.now();
+        let state = self.lock();
+        Ok(state
+            .live
+            .tree(TreeName::Quarantine)
+            .iter()
+            .map(|(key, value)| batch::quarantined_from_raw(key, value, now))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;
