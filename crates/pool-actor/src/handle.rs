@@ -1,0 +1,277 @@
+//! [`PoolHandle`]: the typed way to talk to one provider's pool actor.
+//!
+//! Timeouts live here, at the edge, not on internal hops: `select` has none (the actor
+//! answers it from memory), every other call is bounded by the handle's `call_timeout`.
+
+use std::fmt;
+use std::time::Duration;
+
+use credpool_core::{Classification, EntryId, Generation, Outcome, ProviderId, Strategy};
+use ractor::ActorRef;
+use tokio::sync::oneshot;
+
+use crate::error::PoolError;
+use crate::events::EventStream;
+use crate::lease::{Grant, Lease, LeaseTicket};
+use crate::messages::{NewEntry, PoolMsg, Reply, Target};
+use crate::view::{EntryView, PoolSnapshot, PoolStats};
+
+/// A handle on one provider's pool. Cheap to clone.
+#[derive(Clone)]
+pub struct PoolHandle {
+    provider: ProviderId,
+    actor: ActorRef<PoolMsg>,
+    call_timeout: Duration,
+}
+
+impl fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolHandle")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolHandle {
+    pub(crate) fn new(
+        provider: ProviderId,
+        actor: ActorRef<PoolMsg>,
+        call_timeout: Duration,
+    ) -> Self {
+        PoolHandle {
+            provider,
+            actor,
+            call_timeout,
+        }
+    }
+
+    /// Returns the provider.
+    pub fn provider(&self) -> &ProviderId {
+        &self.provider
+    }
+
+    /// Tells whether the pool actor is still running.
+    pub fn is_alive(&self) -> bool {
+        matches!(
+            self.actor.get_status(),
+            ractor::ActorStatus::Running
+                | ractor::ActorStatus::Starting
+                | ractor::ActorStatus::Upgrading
+        )
+    }
+
+    async fn ask<T>(
+        &self,
+        build: impl FnOnce(Reply<T>) -> PoolMsg,
+        timeout: Option<Duration>,
+    ) -> Result<T, PoolError> {
+        let (sender, receiver) = oneshot::channel();
+        self.actor
+            .send_message(build(sender.into()))
+            .map_err(|_| PoolError::Stopped)?;
+        let answer = match timeout {
+            None => receiver.await,
+            Some(limit) => tokio::time::timeout(limit, receiver)
+                .await
+                .map_err(|_| PoolError::Timeout)?,
+        };
+        answer.map_err(|_| PoolError::Stopped)?
+    }
+
+    fn lease(&self, grant: Grant) -> Lease {
+        Lease {
+            grant,
+            pool: Some(self.clone()),
+        }
+    }
+
+    /// Leases a credential, for `model` when given (per-model benches apply).
+    pub async fn select(&self, model: Option<&str>) -> Result<Lease, PoolError> {
+        let model = model.map(str::to_owned);
+        let grant = self
+            .ask(|reply| PoolMsg::Select { model, reply }, None)
+            .await?;
+        Ok(self.lease(grant))
+    }
+
+    /// Returns the entry last handed out, if any.
+    pub async fn current(&self) -> Result<Option<EntryView>, PoolError> {
+        self.ask(|reply| PoolMsg::Current { reply }, Some(self.call_timeout))
+            .await
+    }
+
+    /// Force-refreshes the entry last handed out (or the first OAuth entry) and leases it.
+    pub async fn try_refresh_current(&self) -> Result<Lease, PoolError> {
+        let grant = self
+            .ask(
+                |reply| PoolMsg::TryRefreshCurrent { reply },
+                Some(self.call_timeout),
+            )
+            .await?;
+        Ok(self.lease(grant))
+    }
+
+    /// Reports that the lease's credential was rejected and returns what to retry with: the
+    /// refreshed token, the current one (when the lease was stale), or another entry.
+    pub async fn report_auth_failure(
+        &self,
+        lease: Lease,
+        failure: Classification,
+        model: Option<&str>,
+    ) -> Result<Lease, PoolError> {
+        let ticket = lease.disarm();
+        let model = model.map(str::to_owned);
+        let grant = self
+            .ask(
+                |reply| PoolMsg::ReportAuthFailure {
+                    ticket,
+                    failure,
+                    model,
+                    reply,
+                },
+                Some(self.call_timeout),
+            )
+            .await?;
+        Ok(self.lease(grant))
+    }
+
+    /// Reports how a request went and returns the lease; answers once any status change is
+    /// durable.
+    pub async fn report(
+        &self,
+        lease: Lease,
+        outcome: Outcome,
+        model: Option<&str>,
+    ) -> Result<(), PoolError> {
+        let ticket = lease.disarm();
+        let model = model.map(str::to_owned);
+        self.ask(
+            |reply| PoolMsg::ReportOutcome {
+                ticket,
+                outcome,
+                model,
+                reply: Some(reply),
+            },
+            Some(self.call_timeout),
+        )
+        .await
+    }
+
+    /// Reports a success without waiting for an answer (the hot path).
+    pub fn report_success(&self, lease: Lease) {
+        let ticket = lease.disarm();
+        let _ = self.actor.send_message(PoolMsg::ReportOutcome {
+            ticket,
+            outcome: Outcome::Success,
+            model: None,
+            reply: None,
+        });
+    }
+
+    pub(crate) fn release_ticket(&self, ticket: LeaseTicket) {
+        let _ = self.actor.send_message(PoolMsg::Release { ticket });
+    }
+
+    /// Tells the pool a proactive refresh of (entry, generation) is due. Used by refreshers.
+    pub fn refresh_due(&self, entry: EntryId, generation: Generation) {
+        let _ = self
+            .actor
+            .send_message(PoolMsg::RefreshDue { entry, generation });
+    }
+
+    /// Returns a redacted snapshot of the pool.
+    pub async fn snapshot(&self) -> Result<PoolSnapshot, PoolError> {
+        self.ask(|reply| PoolMsg::Snapshot { reply }, Some(self.call_timeout))
+            .await
+    }
+
+    /// Adds an entry; answers once it is durable.
+    pub async fn add_entry(&self, entry: NewEntry) -> Result<EntryView, PoolError> {
+        self.ask(
+            |reply| PoolMsg::AddEntry { entry, reply },
+            Some(self.call_timeout),
+        )
+        .await
+    }
+
+    /// Removes an entry; answers once the removal is durable.
+    pub async fn remove_entry(&self, target: Target) -> Result<EntryView, PoolError> {
+        self.ask(
+            |reply| PoolMsg::RemoveEntry { target, reply },
+            Some(self.call_timeout),
+        )
+        .await
+    }
+
+    /// Clears an entry's cooldown, model benches or death.
+    pub async fn reset_entry(&self, target: Target) -> Result<EntryView, PoolError> {
+        self.ask(
+            |reply| PoolMsg::ResetEntry { target, reply },
+            Some(self.call_timeout),
+        )
+        .await
+    }
+
+    /// Starts a refresh of an OAuth entry now.
+    pub async fn refresh_entry(&self, target: Target) -> Result<EntryView, PoolError> {
+        self.ask(
+            |reply| PoolMsg::RefreshEntry { target, reply },
+            Some(self.call_timeout),
+        )
+        .await
+    }
+
+    /// Moves an entry to a 1-based position in priority order.
+    pub async fn move_entry(
+        &self,
+        target: Target,
+        position: usize,
+    ) -> Result<EntryView, PoolError> {
+        self.ask(
+            |reply| PoolMsg::MoveEntry {
+                target,
+                position,
+                reply,
+            },
+            Some(self.call_timeout),
+        )
+        .await
+    }
+
+    /// Sets the selection strategy.
+    pub async fn set_strategy(&self, strategy: Strategy) -> Result<(), PoolError> {
+        self.ask(
+            |reply| PoolMsg::SetStrategy { strategy, reply },
+            Some(self.call_timeout),
+        )
+        .await
+    }
+
+    /// Returns the pool's counters.
+    pub async fn stats(&self) -> Result<PoolStats, PoolError> {
+        self.ask(|reply| PoolMsg::Stats { reply }, Some(self.call_timeout))
+            .await
+    }
+
+    /// Subscribes to the pool's events with a buffer of `capacity` events.
+    pub async fn subscribe(&self, capacity: usize) -> Result<EventStream, PoolError> {
+        let (sender, receiver) = oneshot::channel();
+        self.actor
+            .send_message(PoolMsg::Subscribe {
+                capacity,
+                reply: sender.into(),
+            })
+            .map_err(|_| PoolError::Stopped)?;
+        receiver.await.map_err(|_| PoolError::Stopped)
+    }
+
+    /// Writes behind pending counters and flushes the store.
+    pub async fn flush(&self) -> Result<(), PoolError> {
+        self.ask(|reply| PoolMsg::Flush { reply }, Some(self.call_timeout))
+            .await
+    }
+
+    pub(crate) fn actor(&self) -> &ActorRef<PoolMsg> {
+        &self.actor
+    }
+}
