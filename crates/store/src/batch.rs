@@ -237,8 +237,7 @@ pub(crate) fn assemble(
 
     for (key, bytes) in raw.markers {
         let decoded = codec::decode_marker(&bytes).and_then(|marker| {
-            if &marker.provider == provider && codec::entry_id_of_key(&key) == Some(marker.entry)
-            {
+            if &marker.provider == provider && codec::entry_id_of_key(&key) == Some(marker.entry) {
                 Ok(marker)
             } else {
                 Err(CodecError::Invalid(
@@ -272,9 +271,7 @@ pub(crate) fn assemble(
 }
 
 /// Lists every provider named by a key of any tree, sorted and without duplicates.
-pub(crate) fn providers_of_keys<'a>(
-    keys: impl IntoIterator<Item = &'a [u8]>,
-) -> Vec<ProviderId> {
+pub(crate) fn providers_of_keys<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<ProviderId> {
     let mut providers: Vec<ProviderId> = keys
         .into_iter()
         .filter_map(codec::provider_of_key)

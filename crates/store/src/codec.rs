@@ -32,9 +32,8 @@ use std::collections::BTreeMap;
 
 use bincode::Options;
 use credpool_core::{
-    ClientMetadata, CooldownCause, DeadReason, Entry, EntryId, EntryKind, Fingerprint,
-    Generation, LastError, OAuthTokens, ProviderId, Secret, SecretSource, Status, Strategy,
-    Timestamp, Usage,
+    ClientMetadata, CooldownCause, DeadReason, Entry, EntryId, EntryKind, Fingerprint, Generation,
+    LastError, OAuthTokens, ProviderId, Secret, SecretSource, Status, Strategy, Timestamp, Usage,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use credpool_core::{
-    ClientMetadata, CooldownCause, DeadReason, Entry, EntryId, EntryKind, Generation,
-    LastError, OAuthTokens, ProviderId, Secret, SecretSource, Status, Timestamp, Usage,
+    ClientMetadata, CooldownCause, DeadReason, Entry, EntryId, EntryKind, Generation, LastError,
+    OAuthTokens, ProviderId, Secret, SecretSource, Status, Timestamp, Usage,
 };
 
 /// An owned API key that must be found in the store files.

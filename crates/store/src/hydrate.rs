@@ -208,7 +208,10 @@ impl ProviderSnapshot {
     }
 
     /// Like [`ProviderSnapshot::hydrate`], reading environment variables through `env`.
-    pub fn hydrate_with(&mut self, env: &dyn Fn(&str) -> Result<String, VarError>) -> HydrateReport {
+    pub fn hydrate_with(
+        &mut self,
+        env: &dyn Fn(&str) -> Result<String, VarError>,
+    ) -> HydrateReport {
         let mut report = HydrateReport::default();
         for entry in &mut self.entries {
             let stored = self.borrowed_fingerprints.get(&entry.id);

@@ -16,22 +16,18 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use credpool_core::{
-    Entry, EntryId, Fingerprint, Generation, ProviderId, Strategy, Timestamp,
-};
+use credpool_core::{Entry, EntryId, Fingerprint, Generation, ProviderId, Strategy, Timestamp};
 use serde::{Deserialize, Serialize};
 
 mod batch;
+pub mod codec;
 #[cfg(test)]
 mod fixtures;
-pub mod codec;
 mod hydrate;
 mod memory;
 mod sled_store;
 
-pub use hydrate::{
-    HydrateError, HydrateReport, Hydrated, hydrate_borrowed, hydrate_borrowed_with,
-};
+pub use hydrate::{HydrateError, HydrateReport, Hydrated, hydrate_borrowed, hydrate_borrowed_with};
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 

@@ -83,9 +83,8 @@ impl SledStore {
 
         fs::create_dir_all(dir)
             .map_err(|error| unreadable(format!("cannot create the data directory: {error}")))?;
-        fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)).map_err(|error| {
-            unreadable(format!("cannot restrict the data directory: {error}"))
-        })?;
+        fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
+            .map_err(|error| unreadable(format!("cannot restrict the data directory: {error}")))?;
 
         let lock = OpenOptions::new()
             .read(true)
@@ -99,7 +98,9 @@ impl SledStore {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
             Err(fs::TryLockError::Error(error)) => {
-                return Err(unreadable(format!("cannot lock the data directory: {error}")));
+                return Err(unreadable(format!(
+                    "cannot lock the data directory: {error}"
+                )));
             }
         }
 
@@ -124,7 +125,9 @@ impl SledStore {
             open_tree(TreeName::ALL[3])?,
         ];
         restrict_permissions(dir).map_err(|error| {
-            unreadable(format!("cannot restrict permissions of the data files: {error}"))
+            unreadable(format!(
+                "cannot restrict permissions of the data files: {error}"
+            ))
         })?;
 
         Ok(SledStore {
@@ -193,8 +196,7 @@ impl SledStore {
         let quarantine = self.tree(TreeName::Quarantine);
         let result: Result<(), TransactionError<()>> =
             (source, quarantine).transaction(|(source, quarantine)| {
-                if source.get(corrupt.key.as_slice())?.as_deref() == Some(corrupt.raw.as_slice())
-                {
+                if source.get(corrupt.key.as_slice())?.as_deref() == Some(corrupt.raw.as_slice()) {
                     source.remove(corrupt.key.as_slice())?;
                 }
                 quarantine.insert(

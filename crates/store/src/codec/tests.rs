@@ -85,7 +85,10 @@ fn borrowed_entries_keep_only_their_fingerprint() {
         assert_eq!(decoded.entry.generation, entry.generation);
     }
     let owned = fixtures::api_key(3, OWNED_CANARY, SecretSource::Manual);
-    assert!(contains(&encode_entry(&owned).expect("encodes"), OWNED_CANARY));
+    assert!(contains(
+        &encode_entry(&owned).expect("encodes"),
+        OWNED_CANARY
+    ));
 }
 
 #[test]
@@ -176,8 +179,13 @@ fn length_prefixes_past_the_input_are_errors_without_allocating() {
 fn truncated_and_extended_records_are_errors() {
     let encoded: Vec<Zeroizing<Vec<u8>>> = vec![
         encode_entry(&fixtures::busy(1)).expect("encodes"),
-        encode_entry(&fixtures::oauth(2, "at", Some("rt"), SecretSource::OAuthGrant))
-            .expect("encodes"),
+        encode_entry(&fixtures::oauth(
+            2,
+            "at",
+            Some("rt"),
+            SecretSource::OAuthGrant,
+        ))
+        .expect("encodes"),
         encode_marker(&RefreshMarker {
             provider: ProviderId::new("xai"),
             entry: EntryId(1),
@@ -190,7 +198,10 @@ fn truncated_and_extended_records_are_errors() {
     for bytes in &encoded {
         for len in 0..bytes.len() {
             assert!(decode_entry(&bytes[..len]).is_err(), "prefix {len} decoded");
-            assert!(decode_marker(&bytes[..len]).is_err(), "prefix {len} decoded");
+            assert!(
+                decode_marker(&bytes[..len]).is_err(),
+                "prefix {len} decoded"
+            );
         }
         let mut longer = bytes.to_vec();
         longer.push(0);
@@ -201,8 +212,8 @@ fn truncated_and_extended_records_are_errors() {
 
 #[test]
 fn a_secret_that_does_not_match_its_fingerprint_is_invalid() {
-    let bytes = encode_entry(&fixtures::api_key(1, "sk-aaaa", SecretSource::Manual))
-        .expect("encodes");
+    let bytes =
+        encode_entry(&fixtures::api_key(1, "sk-aaaa", SecretSource::Manual)).expect("encodes");
     let at = bytes
         .windows(7)
         .position(|w| w == b"sk-aaaa")
