@@ -27,10 +27,10 @@ use credpool_pool_actor::{
     PoolHandle, RefreshCallback, RefreshFailure, RefreshRequest, RefreshResult, RefreshSeam,
     TrackUpdate,
 };
-use rand::Rng;
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rand::Rng;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use tokio::task::JoinHandle;
 
 use crate::endpoint::{
@@ -166,7 +166,10 @@ struct RefresherArgs {
 }
 
 impl RefresherState {
-    fn client_for(&mut self, request: &RefreshRequest) -> Result<Arc<ProviderClient>, RefreshError> {
+    fn client_for(
+        &mut self,
+        request: &RefreshRequest,
+    ) -> Result<Arc<ProviderClient>, RefreshError> {
         let key = (
             request.provider.clone(),
             request.client.token_endpoint.clone(),
@@ -233,7 +236,12 @@ impl RefresherState {
         });
     }
 
-    fn finish(&mut self, key: Key, generation: Generation, result: Result<TokenResponse, RefreshError>) {
+    fn finish(
+        &mut self,
+        key: Key,
+        generation: Generation,
+        result: Result<TokenResponse, RefreshError>,
+    ) {
         let waiting = self.in_flight.remove(&key).unwrap_or_default();
         let now = self.clock.now();
         let outcome = match result {
@@ -328,7 +336,9 @@ impl RefresherState {
             .providers
             .get(&update.provider)
             .map(|spec| spec.refresh_skew)
-            .unwrap_or(RefreshSkew::fixed(credpool_core::registry::DEFAULT_REFRESH_SKEW));
+            .unwrap_or(RefreshSkew::fixed(
+                credpool_core::registry::DEFAULT_REFRESH_SKEW,
+            ));
         let due = refresh_due_at(
             expires_at,
             update.obtained_at,
@@ -499,8 +509,9 @@ impl Refresher {
 
 impl RefreshSeam for Refresher {
     fn refresh(&self, request: RefreshRequest, done: RefreshCallback) {
-        if let Err(ractor::MessagingErr::SendErr(RefresherMsg::Refresh { done, .. })) =
-            self.actor.send_message(RefresherMsg::Refresh { request, done })
+        if let Err(ractor::MessagingErr::SendErr(RefresherMsg::Refresh { done, .. })) = self
+            .actor
+            .send_message(RefresherMsg::Refresh { request, done })
         {
             done.deliver(RefreshResult::Failed(RefreshFailure::Transient {
                 reason: "refresher stopped".to_owned(),

@@ -1,0 +1,435 @@
+//! The refresher with a real pool against the fake provider on loopback.
+//!
+//! Tests that talk HTTP run in real time (paused time would fire reqwest's timeouts while a
+//! request waits on the socket), bounded by short timeouts; the proactive-timer test pauses
+//! time and gives the HTTP client a long timeout instead.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use credpool_core::registry::TokenEndpointSpec;
+use credpool_core::{
+    Classification, ClientMetadata, Clock, EntryKind, FailureKind, OAuthTokens, ProviderId,
+    ProviderRegistry, Secret, SecretSource, SystemClock, Timestamp,
+};
+use credpool_pool_actor::{
+    NewEntry, PoolConfig, PoolError, PoolHandle, PoolRegistry, RefreshSeam, RegistryConfig,
+    TokioClock,
+};
+use credpool_refresher::{HostRateLimit, Refresher, RefresherConfig};
+use credpool_store::{MemoryStore, Store};
+use credpool_test_support::{
+    FakeProvider, FakeProviderConfig, TokenFault, eventually, eventually_async,
+};
+
+struct Setup {
+    fake: FakeProvider,
+    pool: PoolHandle,
+    refresher: Refresher,
+    clock: Arc<dyn Clock>,
+    _registry: PoolRegistry,
+}
+
+fn providers_for(fake: &FakeProvider) -> ProviderRegistry {
+    let mut providers = ProviderRegistry::builtin();
+    let mut xai = providers.by_name("xai-oauth").unwrap();
+    xai.token_endpoint = Some(TokenEndpointSpec {
+        urls: vec![fake.token_url()],
+        discovery_url: None,
+        required_domain: None,
+        client_id: Some("credpool-tests".to_owned()),
+        json_body: false,
+    });
+    providers.insert(xai);
+    providers
+}
+
+async fn setup_with(
+    fake_config: FakeProviderConfig,
+    clock: Arc<dyn Clock>,
+    tune: impl FnOnce(&mut RefresherConfig),
+) -> Setup {
+    let fake = FakeProvider::start(FakeProviderConfig {
+        clock: Arc::clone(&clock),
+        ..fake_config
+    })
+    .await;
+    let providers = providers_for(&fake);
+    let mut refresher_config = RefresherConfig {
+        providers: providers.clone(),
+        allow_insecure_loopback: true,
+        http_timeout: Duration::from_secs(2),
+        ..RefresherConfig::default()
+    };
+    tune(&mut refresher_config);
+    let refresher = Refresher::start(refresher_config, Arc::clone(&clock))
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let seam: Arc<dyn RefreshSeam> = Arc::new(refresher.clone());
+    let registry = PoolRegistry::start(
+        RegistryConfig {
+            providers,
+            default_pool: PoolConfig::default(),
+            ..RegistryConfig::default()
+        },
+        store,
+        Arc::clone(&clock),
+        seam,
+    )
+    .await
+    .unwrap();
+    let pool = registry.pool(&ProviderId::new("xai-oauth")).await.unwrap();
+    Setup {
+        fake,
+        pool,
+        refresher,
+        clock,
+        _registry: registry,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(FakeProviderConfig::default(), Arc::new(SystemClock), |_| {}).await
+}
+
+fn grant_entry(
+    label: &str,
+    access: Secret,
+    refresh: Secret,
+    expires_at: Option<Timestamp>,
+    obtained_at: Timestamp,
+) -> NewEntry {
+    NewEntry {
+        label: label.to_owned(),
+        kind: EntryKind::OAuth(OAuthTokens {
+            access,
+            refresh: Some(refresh),
+            expires_at,
+            client: ClientMetadata {
+                obtained_at: Some(obtained_at),
+                ..ClientMetadata::default()
+            },
+        }),
+        source: SecretSource::OAuthGrant,
+        priority: None,
+        base_url: None,
+        weight: None,
+    }
+}
+
+/// Adds a grant minted by the fake whose access token has already expired.
+async fn add_expired_grant(setup: &Setup, label: &str) {
+    let (access, refresh) = setup.fake.grant(label);
+    let now = setup.clock.now();
+    setup
+        .pool
+        .add_entry(grant_entry(
+            label,
+            access,
+            refresh,
+            Some(now.minus(Duration::from_secs(1))),
+            now.minus(Duration::from_secs(3600)),
+        ))
+        .await
+        .unwrap();
+    setup.fake.expire_access_tokens();
+}
+
+fn expired() -> Classification {
+    Classification {
+        status: Some(403),
+        reason: Some("unauthenticated:bad-credentials".to_owned()),
+        ..Classification::of(FailureKind::AuthExpired)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_simultaneous_auth_failures_make_one_token_request() {
+    let setup = setup().await;
+    add_expired_grant(&setup, "grant").await;
+    let mut leases = Vec::new();
+    for _ in 0..10_000 {
+        leases.push(setup.pool.select(None).await.unwrap());
+    }
+    let old = leases[0].secret().expose().to_owned();
+    let mut tasks = Vec::new();
+    for lease in leases {
+        let pool = setup.pool.clone();
+        tasks.push(tokio::spawn(async move {
+            pool.report_auth_failure(lease, expired(), None).await
+        }));
+    }
+    let mut fresh = None;
+    for task in tasks {
+        let lease = task.await.unwrap().unwrap();
+        assert_ne!(lease.secret().expose(), old);
+        fresh.get_or_insert_with(|| lease.secret().expose().to_owned());
+        assert_eq!(Some(lease.secret().expose()), fresh.as_deref());
+    }
+    assert_eq!(setup.fake.token_requests(), 1);
+    assert!(setup.fake.is_access_valid(fresh.as_deref().unwrap()));
+    assert_eq!(setup.fake.reuse_detections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_generation_failure_makes_no_token_request() {
+    let setup = setup().await;
+    add_expired_grant(&setup, "grant").await;
+    let first = setup.pool.select(None).await.unwrap();
+    let stale = setup.pool.select(None).await.unwrap();
+    let refreshed = setup
+        .pool
+        .report_auth_failure(first, expired(), None)
+        .await
+        .unwrap();
+    assert_eq!(setup.fake.token_requests(), 1);
+    let answered = setup
+        .pool
+        .report_auth_failure(stale, expired(), None)
+        .await
+        .unwrap();
+    assert_eq!(answered.secret().expose(), refreshed.secret().expose());
+    assert_eq!(
+        setup.fake.token_requests(),
+        1,
+        "no POST for a stale generation"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn proactive_refresh_fires_inside_the_skew_window() {
+    let clock: Arc<dyn Clock> =
+        Arc::new(TokioClock::starting_at(Timestamp::from_secs(1_800_000_000)));
+    let setup = setup_with(
+        FakeProviderConfig {
+            access_token_lifetime: Duration::from_secs(30 * 60),
+            ..FakeProviderConfig::default()
+        },
+        Arc::clone(&clock),
+        |config| config.http_timeout = Duration::from_secs(3600),
+    )
+    .await;
+    let (access, refresh) = setup.fake.grant("grant");
+    let now = clock.now();
+    let expires_at = now.plus(Duration::from_secs(30 * 60));
+    setup
+        .pool
+        .add_entry(grant_entry("grant", access, refresh, Some(expires_at), now))
+        .await
+        .unwrap();
+    // A 30-minute xAI token refreshes 120 s (+ up to 12 s jitter) before expiry.
+    tokio::time::advance(Duration::from_secs(30 * 60 - 133)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(setup.fake.token_requests(), 0, "not before the skew window");
+    tokio::time::advance(Duration::from_secs(14)).await;
+    let pool = setup.pool.clone();
+    assert!(
+        eventually_async(
+            || {
+                let pool = pool.clone();
+                async move { pool.snapshot().await.unwrap().entries[0].generation.0 == 2 }
+            },
+            Duration::from_secs(60)
+        )
+        .await
+    );
+    assert_eq!(setup.fake.token_requests(), 1);
+    let snapshot = setup.pool.snapshot().await.unwrap();
+    let new_expiry = snapshot.entries[0].token_expires_at.unwrap();
+    assert!(
+        new_expiry > expires_at,
+        "the timer is re-armed for the new token"
+    );
+    assert_eq!(setup.refresher.stats().await.unwrap().timers_armed, 1);
+}
+
+/// Every token-endpoint fault of the fake provider and the state it leaves a grant in after
+/// an on-demand refresh of an expired token (the table in docs/SEMANTICS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_endpoint_fault_matrix() {
+    let cooling = "cooling_down";
+    let cases: Vec<(&str, TokenFault, &str, Option<&str>)> = vec![
+        (
+            "500",
+            TokenFault::Status500,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "503",
+            TokenFault::Status503,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "timeout",
+            TokenFault::Timeout,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "reset",
+            TokenFault::ConnectionReset,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "slow",
+            TokenFault::Slow(Duration::from_millis(200)),
+            "ok",
+            None,
+        ),
+        (
+            "html",
+            TokenFault::HtmlPage,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "malformed",
+            TokenFault::MalformedJson,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "empty",
+            TokenFault::Empty200,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "no-access-token",
+            TokenFault::MissingAccessToken,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "invalid_grant",
+            TokenFault::InvalidGrant,
+            "dead",
+            Some("invalid_grant"),
+        ),
+        (
+            "reused",
+            TokenFault::RefreshTokenReused,
+            "dead",
+            Some("refresh_token_reused"),
+        ),
+        (
+            "429",
+            TokenFault::RateLimited {
+                retry_after_secs: 30,
+            },
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "429-html",
+            TokenFault::RateLimitedHtml {
+                retry_after_secs: 30,
+            },
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "tier-denied",
+            TokenFault::TierDenied,
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "redirect",
+            TokenFault::Redirect("http://127.0.0.1:9/x".to_owned()),
+            cooling,
+            Some("refresh_failed"),
+        ),
+        (
+            "oversized",
+            TokenFault::Oversized(2 * 1024 * 1024),
+            cooling,
+            Some("refresh_failed"),
+        ),
+        ("404", TokenFault::NotFound, cooling, Some("refresh_failed")),
+        (
+            "lost-response",
+            TokenFault::LostResponse,
+            cooling,
+            Some("refresh_failed"),
+        ),
+    ];
+    for (name, fault, status, detail) in cases {
+        let setup = setup_with(
+            FakeProviderConfig {
+                timeout_hold: Duration::from_secs(5),
+                ..FakeProviderConfig::default()
+            },
+            Arc::new(SystemClock),
+            |config| config.http_timeout = Duration::from_secs(1),
+        )
+        .await;
+        add_expired_grant(&setup, "grant").await;
+        setup.fake.push_fault(fault);
+        let lease = setup.pool.select(None).await.unwrap();
+        let answer = setup.pool.report_auth_failure(lease, expired(), None).await;
+        let snapshot = setup.pool.snapshot().await.unwrap();
+        let entry = &snapshot.entries[0];
+        assert_eq!(entry.status, status, "{name}: {entry:?}");
+        match status {
+            "ok" => {
+                assert_eq!(entry.generation.0, 2, "{name}");
+                assert!(answer.is_ok(), "{name}: {answer:?}");
+            }
+            "dead" => {
+                assert_eq!(entry.dead_reason.as_deref(), detail, "{name}");
+                assert!(matches!(answer, Err(PoolError::Exhausted { .. })), "{name}");
+            }
+            _ => {
+                assert_eq!(entry.cooldown_cause.as_deref(), detail, "{name}");
+                assert!(matches!(answer, Err(PoolError::Exhausted { .. })), "{name}");
+                assert_eq!(entry.generation.0, 1, "{name}: no token change");
+            }
+        }
+        assert!(
+            setup.fake.token_requests() <= 1,
+            "{name}: one request per refresh"
+        );
+        assert_eq!(setup.fake.reuse_detections(), 0, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_host_limit_caps_token_endpoint_requests() {
+    let setup = setup_with(
+        FakeProviderConfig::default(),
+        Arc::new(SystemClock),
+        |config| {
+            config.host_limit = HostRateLimit {
+                max_requests: 3,
+                window: Duration::from_secs(60),
+            }
+        },
+    )
+    .await;
+    for i in 0..5 {
+        add_expired_grant(&setup, &format!("grant-{i}")).await;
+    }
+    // Each auth failure refreshes a different grant until the budget is spent.
+    for _ in 0..5 {
+        match setup.pool.select(None).await {
+            Ok(lease) => {
+                let _ = setup.pool.report_auth_failure(lease, expired(), None).await;
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(eventually(|| setup.fake.token_requests() >= 3, Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        setup.fake.token_requests(),
+        3,
+        "the fourth and fifth were never sent"
+    );
+}
