@@ -204,6 +204,10 @@ fn key_prefix(word: &str) -> Option<&'static str> {
         "1//",
     ];
     let trimmed = word.trim_end_matches('.');
+    if trimmed.len() < 11 {
+        // Shorter than the shortest prefix plus eight characters: most words end here.
+        return None;
+    }
     for prefix in PREFIXES {
         if trimmed.len() >= prefix.len() + 8 && trimmed.starts_with(prefix) {
             return Some(prefix);
@@ -218,13 +222,13 @@ fn key_prefix(word: &str) -> Option<&'static str> {
 
 /// Masks secrets, flattens the text to one line and truncates it to [`MAX_MESSAGE_CHARS`].
 pub fn sanitize_message(text: &str) -> String {
-    let one_line: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    let mut one_line = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !one_line.is_empty() {
+            one_line.push(' ');
+        }
+        one_line.extend(word.chars().filter(|c| !c.is_control()));
+    }
     let masked = mask_secrets(&one_line);
     match masked.char_indices().nth(MAX_MESSAGE_CHARS) {
         Some((cut, _)) => format!("{}…", &masked[..cut]),
@@ -241,14 +245,25 @@ fn sanitize_reason(code: &str) -> String {
 /// Decides OAuth or API key: the entry's own kind wins, then the provider hint; an unknown
 /// provider is a generic API-key provider.
 fn credential_kind(input: &ClassifyInput<'_>) -> CredentialKind {
-    static REGISTRY: OnceLock<ProviderRegistry> = OnceLock::new();
+    // The built-in registry's OAuth provider ids, computed once: this runs per request.
+    static OAUTH_PROVIDERS: OnceLock<Vec<String>> = OnceLock::new();
     if let Some(kind) = input.entry_kind {
         return kind;
     }
-    let registry = REGISTRY.get_or_init(ProviderRegistry::builtin);
-    match input.provider.and_then(|name| registry.by_name(name)) {
-        Some(spec) if spec.is_oauth() => CredentialKind::OAuth,
-        _ => CredentialKind::ApiKey,
+    let oauth = OAUTH_PROVIDERS.get_or_init(|| {
+        ProviderRegistry::builtin()
+            .iter()
+            .filter(|spec| spec.is_oauth())
+            .map(|spec| spec.id.as_str().to_owned())
+            .collect()
+    });
+    let Some(name) = input.provider.map(str::trim) else {
+        return CredentialKind::ApiKey;
+    };
+    if oauth.iter().any(|id| id.eq_ignore_ascii_case(name)) {
+        CredentialKind::OAuth
+    } else {
+        CredentialKind::ApiKey
     }
 }
 

@@ -224,6 +224,20 @@ fn read_body(args: &ClassifyArgs) -> anyhow::Result<Vec<u8>> {
 
 /// Reads JSON lines from stdin and writes one result line per input line.
 fn run_batch(now: Timestamp) -> anyhow::Result<()> {
+    match write_batch(now) {
+        // A closed reader (`… | head`) is not a failure of the batch.
+        Err(error)
+            if error
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn write_batch(now: Timestamp) -> anyhow::Result<()> {
     let ceiling = CooldownConfig::default().reset_ceiling;
     let mut input = io::stdin().lock();
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
@@ -242,16 +256,18 @@ fn run_batch(now: Timestamp) -> anyhow::Result<()> {
         let text = trim_line_end(&line);
         match classify_line(text, now, ceiling, &mut headers) {
             Ok(classification) => {
-                serde_json::to_writer(&mut out, &Verdict::new(&classification, now))?;
+                serde_json::to_writer(&mut out, &Verdict::new(&classification, now))
+                    .map_err(io::Error::from)?;
             }
             Err(error) => {
                 let error = format!("line {number}: {error}");
-                serde_json::to_writer(&mut out, &serde_json::json!({ "error": error }))?;
+                serde_json::to_writer(&mut out, &serde_json::json!({ "error": error }))
+                    .map_err(io::Error::from)?;
             }
         }
         out.write_all(b"\n")?;
     }
-    out.flush().context("cannot write stdout")?;
+    out.flush()?;
     Ok(())
 }
 
