@@ -162,8 +162,8 @@ pub fn builtin_spec(provider: &str) -> Option<TokenEndpointSpec> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ProviderClient {
-    /// `xai-oauth`.
-    Xai(xai::XaiClient),
+    /// `xai-oauth` (boxed: it carries its discovery cache and URLs).
+    Xai(Box<xai::XaiClient>),
     /// `openai-codex`.
     OpenAiCodex(openai_codex::OpenAiCodexClient),
     /// `anthropic`.
@@ -182,7 +182,7 @@ impl ProviderClient {
         context: EndpointContext,
     ) -> Result<Self, RefreshError> {
         Ok(match provider.as_str() {
-            xai::PROVIDER => ProviderClient::Xai(xai::XaiClient::new(spec, context)?),
+            xai::PROVIDER => ProviderClient::Xai(Box::new(xai::XaiClient::new(spec, context)?)),
             openai_codex::PROVIDER => {
                 ProviderClient::OpenAiCodex(openai_codex::OpenAiCodexClient::new(spec, context)?)
             }

@@ -236,7 +236,9 @@ impl FakeProvider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0 for the fake provider");
-        let addr = listener.local_addr().expect("local address of the fake provider");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the fake provider");
         let ledger = Ledger::new(
             Arc::clone(&config.clock),
             config.access_token_lifetime,
@@ -393,7 +395,10 @@ impl FakeProvider {
 
     /// Returns the discovery requests received.
     pub fn discovery_requests(&self) -> u64 {
-        self.shared.counters.discovery_requests.load(Ordering::SeqCst)
+        self.shared
+            .counters
+            .discovery_requests
+            .load(Ordering::SeqCst)
     }
 
     /// Returns what the last token request looked like.

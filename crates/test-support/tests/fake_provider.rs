@@ -1,6 +1,9 @@
 //! The fake provider seen from a raw reqwest client: rotation, reuse, grace, every fault, the
 //! API's answers.
 
+// Test helpers outside `#[test]` functions unwrap too: a broken fixture should fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,7 +95,10 @@ async fn grace_window_replays_the_same_pair() {
     clock.advance(Duration::from_secs(10));
     let (status, again) = post_refresh(&fake, r0.expose()).await;
     assert_eq!(status, 200);
-    assert_eq!(field(&first, "refresh_token"), field(&again, "refresh_token"));
+    assert_eq!(
+        field(&first, "refresh_token"),
+        field(&again, "refresh_token")
+    );
     assert_eq!(field(&first, "access_token"), field(&again, "access_token"));
     assert_eq!((fake.refreshes(), fake.reuse_detections()), (1, 0));
     clock.advance(Duration::from_secs(30));
@@ -159,7 +165,11 @@ async fn observe(fake: &FakeProvider, refresh: &str) -> Seen {
     } else if body.starts_with("{not json") {
         "malformed"
     } else if body.contains("<html") {
-        if retry_after.is_some() { "html+retry" } else { "html" }
+        if retry_after.is_some() {
+            "html+retry"
+        } else {
+            "html"
+        }
     } else if body.contains("xai_oauth_tier_denied") {
         "tier"
     } else if body.contains("refresh_token_reused") {
@@ -210,7 +220,10 @@ async fn each_fault_is_observable_and_spends_no_token() {
             TokenFault::Redirect("http://127.0.0.1:9/elsewhere".to_owned()),
             Seen::Status(302, "location"),
         ),
-        (TokenFault::Oversized(20_000), Seen::Status(200, "oversized")),
+        (
+            TokenFault::Oversized(20_000),
+            Seen::Status(200, "oversized"),
+        ),
         (TokenFault::NotFound, Seen::Status(404, "text")),
     ];
     let fake = FakeProvider::start(FakeProviderConfig {
@@ -225,7 +238,10 @@ async fn each_fault_is_observable_and_spends_no_token() {
     }
     // None of them consumed the token.
     assert_eq!(fake.refreshes(), 0);
-    assert_eq!(observe(&fake, r0.expose()).await, Seen::Status(200, "token"));
+    assert_eq!(
+        observe(&fake, r0.expose()).await,
+        Seen::Status(200, "token")
+    );
 }
 
 #[tokio::test]
@@ -336,7 +352,11 @@ async fn api_key_modes_answer_as_configured() {
                 "sk-test"
             };
             let seen = call_api(&fake, header, value).await;
-            assert_eq!((seen.0, seen.1.as_deref()), (status, retry_after), "{mode:?}");
+            assert_eq!(
+                (seen.0, seen.1.as_deref()),
+                (status, retry_after),
+                "{mode:?}"
+            );
             assert!(seen.2.contains(needle), "{mode:?}: {}", seen.2);
         }
     }

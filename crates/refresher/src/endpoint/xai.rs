@@ -63,7 +63,9 @@ impl XaiClient {
             .clone()
             .unwrap_or_else(|| DEFAULT_REQUIRED_DOMAIN.to_owned());
         let discovery_url = http::check_endpoint_url(
-            spec.discovery_url.as_deref().unwrap_or(DEFAULT_DISCOVERY_URL),
+            spec.discovery_url
+                .as_deref()
+                .unwrap_or(DEFAULT_DISCOVERY_URL),
             Some(&required_domain),
             context.allow_insecure_loopback,
         )?;
@@ -102,13 +104,19 @@ impl XaiClient {
             return Ok(endpoint);
         }
         let endpoint = self.discover().await?;
-        *self.discovered.lock().unwrap_or_else(PoisonError::into_inner) = Some(endpoint.clone());
+        *self
+            .discovered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(endpoint.clone());
         Ok(endpoint)
     }
 
     /// Drops the cached discovery result.
     pub fn forget_discovery(&self) {
-        *self.discovered.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .discovered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Redeems `refresh_token` at the (discovered) token endpoint.
@@ -154,9 +162,8 @@ impl XaiClient {
                 return Err(RefreshError::config(ConfigReason::DiscoveryInvalid));
             }
         };
-        let document: DiscoveryDocument = serde_json::from_slice(&body).map_err(|_| {
-            RefreshError::transient(TransientReason::Unreadable { status })
-        })?;
+        let document: DiscoveryDocument = serde_json::from_slice(&body)
+            .map_err(|_| RefreshError::transient(TransientReason::Unreadable { status }))?;
         let Some(token_endpoint) = document.token_endpoint else {
             return Err(RefreshError::config(ConfigReason::DiscoveryInvalid));
         };

@@ -124,7 +124,10 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.counters.token_requests.fetch_add(1, Ordering::SeqCst);
+    shared
+        .counters
+        .token_requests
+        .fetch_add(1, Ordering::SeqCst);
     let (json_body, fields) = parse_token_body(&headers, &body);
     *lock(&shared.last_token_request) = Some(TokenRequestRecord {
         content_type: header_text(&headers, header::CONTENT_TYPE),
@@ -277,11 +280,7 @@ fn redeem(shared: &Shared, fields: &HashMap<String, String>) -> Response {
     if let Some(expected) = &shared.config.expected_client_id
         && fields.get("client_id") != Some(expected)
     {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "unknown client",
-        );
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client");
     }
     let Some(refresh_token) = fields.get("refresh_token") else {
         return oauth_error(
