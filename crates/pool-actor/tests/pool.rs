@@ -634,3 +634,28 @@ where
 
 #[allow(dead_code)]
 fn _timestamp(_: Timestamp) {}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_record_is_quarantined_and_shown_while_the_rest_loads() {
+    let store = Arc::new(MemoryStore::new());
+    let provider = credpool_core::ProviderId::new("openai");
+    {
+        let harness = Harness::start(store.clone(), pool_config(Strategy::FillFirst)).await;
+        let pool = harness.pool("openai").await;
+        add_keys(&pool, 2).await;
+        harness.registry.shutdown().await.unwrap();
+    }
+    store
+        .put_raw_entry(&provider, credpool_core::EntryId(0xbad), b"\x01garbage")
+        .unwrap();
+    let harness = Harness::start(store.clone(), pool_config(Strategy::FillFirst)).await;
+    let pool = harness.pool("openai").await;
+    let snapshot = pool.snapshot().await.unwrap();
+    assert_eq!(snapshot.entries.len(), 2, "the rest of the pool loads");
+    assert_eq!(snapshot.quarantined.len(), 1, "{snapshot:?}");
+    assert!(
+        snapshot.quarantined[0].key.contains("openai"),
+        "{snapshot:?}"
+    );
+    assert_eq!(picks(&pool, 1).await, "e0");
+}
