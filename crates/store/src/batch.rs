@@ -131,13 +131,17 @@ pub(crate) fn notices(changes: &[Change]) -> Vec<ChangeNotice> {
     out
 }
 
+/// A record as a backend read it: its key and its bytes (zeroized on drop: they may hold
+/// secrets).
+pub(crate) type RawRecord = (Vec<u8>, Zeroizing<Vec<u8>>);
+
 /// The raw records of one provider, as a backend read them.
 #[derive(Default)]
 pub(crate) struct RawProvider {
-    pub(crate) entries: Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>,
-    pub(crate) state: Option<(Vec<u8>, Zeroizing<Vec<u8>>)>,
-    pub(crate) markers: Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>,
-    pub(crate) quarantine: Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>,
+    pub(crate) entries: Vec<RawRecord>,
+    pub(crate) state: Option<RawRecord>,
+    pub(crate) markers: Vec<RawRecord>,
+    pub(crate) quarantine: Vec<RawRecord>,
 }
 
 /// A record that failed to decode and must be moved to quarantine.

@@ -381,7 +381,7 @@ pub struct DecodedEntry {
     pub borrowed_fingerprint: Option<Fingerprint>,
 }
 
-fn secret_field<'a>(secret: &'a Secret, owned: bool) -> SecretFieldV1<&'a str> {
+fn secret_field(secret: &Secret, owned: bool) -> SecretFieldV1<&str> {
     if secret.is_empty() {
         return SecretFieldV1 {
             fingerprint: None,

@@ -90,6 +90,10 @@ pub struct ProviderSnapshot {
 
 /// One change in an atomic batch.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "batches are short-lived and small; boxing the entry would complicate every caller"
+)]
 pub enum Change {
     /// Writes an entry (insert or replace).
     PutEntry {

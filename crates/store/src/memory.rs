@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use credpool_core::{Clock, Entry, EntryId, Generation, ProviderId, SystemClock};
 use zeroize::Zeroizing;
 
-use crate::batch::{self, RawProvider, TreeName};
+use crate::batch::{self, RawProvider, RawRecord, TreeName};
 use crate::codec;
 use crate::{
     CasOutcome, Change, ChangeHook, ChangeNotice, ProviderSnapshot, QuarantinedRecord, Store,
@@ -42,7 +42,7 @@ impl Trees {
         &mut self.trees[name as usize]
     }
 
-    fn scan(&self, name: TreeName, prefix: &[u8]) -> Vec<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+    fn scan(&self, name: TreeName, prefix: &[u8]) -> Vec<RawRecord> {
         self.tree(name)
             .range(prefix.to_vec()..)
             .take_while(|(key, _)| key.starts_with(prefix))

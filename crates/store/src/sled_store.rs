@@ -31,7 +31,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tracing::warn;
 use zeroize::Zeroizing;
 
-use crate::batch::{self, Corrupt, Op, RawProvider, TreeName};
+use crate::batch::{self, Corrupt, Op, RawProvider, RawRecord, TreeName};
 use crate::codec;
 use crate::{
     CasOutcome, Change, ChangeHook, ChangeNotice, ProviderSnapshot, QuarantinedRecord, Store,
@@ -39,7 +39,7 @@ use crate::{
 };
 
 /// The lock file held for the store's life.
-pub const LOCK_FILE: &str = "credpool.lock";
+pub(crate) const LOCK_FILE: &str = "credpool.lock";
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -176,11 +176,7 @@ impl SledStore {
         }
     }
 
-    fn scan(
-        &self,
-        tree: TreeName,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>, StoreError> {
+    fn scan(&self, tree: TreeName, prefix: &[u8]) -> Result<Vec<RawRecord>, StoreError> {
         self.tree(tree)
             .scan_prefix(prefix)
             .map(|item| {
