@@ -1,0 +1,171 @@
+//! Shared set-up for the client's scenario tests: the fake provider on loopback, a real
+//! registry over a real store (memory or sled in a tempdir), and a real refresher whose
+//! `xai-oauth` token endpoint is the fake's. Real time throughout (real HTTP and paused time
+//! do not mix), with short, bounded waits.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use credpool_client::{
+    AdminClient, Credential, NewEntry, PoolClient, RecoveryConfig, RequestFailure, api_key_entry,
+    oauth_entry,
+};
+use credpool_core::{Clock, ProviderId, ProviderRegistry, Secret, SystemClock, TokenEndpointSpec};
+use credpool_pool_actor::{PoolRegistry, RegistryConfig};
+use credpool_refresher::{Refresher, RefresherConfig};
+use credpool_store::{MemoryStore, SledStore, Store};
+use credpool_test_support::{FakeProvider, FakeProviderConfig};
+
+pub fn xai() -> ProviderId {
+    ProviderId::new("xai-oauth")
+}
+
+pub fn openai() -> ProviderId {
+    ProviderId::new("openai")
+}
+
+pub struct World {
+    pub fake: FakeProvider,
+    pub registry: PoolRegistry,
+    pub client: PoolClient,
+    pub admin: AdminClient,
+    pub store: Arc<dyn Store>,
+    pub providers: ProviderRegistry,
+    pub refresher: Refresher,
+    pub http: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub enum StoreKind {
+    Memory,
+    Sled,
+}
+
+impl World {
+    pub async fn start(store: StoreKind, recovery: RecoveryConfig) -> World {
+        // Access tokens live 30 min, so the xai skew is 120 s and no proactive refresh
+        // fires during a test.
+        let fake = FakeProvider::start(FakeProviderConfig {
+            access_token_lifetime: Duration::from_secs(30 * 60),
+            ..FakeProviderConfig::default()
+        })
+        .await;
+        let mut providers = ProviderRegistry::builtin();
+        let mut spec = providers.get(&xai()).expect("xai-oauth is built in");
+        let client_id = spec.token_endpoint.as_ref().and_then(|t| t.client_id.clone());
+        spec.token_endpoint = Some(TokenEndpointSpec {
+            urls: vec![fake.token_url()],
+            discovery_url: None,
+            required_domain: None,
+            client_id,
+            json_body: false,
+        });
+        providers.insert(spec);
+        let (store, dir): (Arc<dyn Store>, _) = match store {
+            StoreKind::Memory => (Arc::new(MemoryStore::new()), None),
+            StoreKind::Sled => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = SledStore::open(dir.path()).expect("sled opens");
+                (Arc::new(store), Some(dir))
+            }
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let refresher = Refresher::start(
+            RefresherConfig {
+                providers: providers.clone(),
+                allow_insecure_loopback: true,
+                backoff_initial: Duration::from_millis(50),
+                backoff_max: Duration::from_millis(200),
+                http_timeout: Duration::from_secs(5),
+                ..RefresherConfig::default()
+            },
+            Arc::clone(&clock),
+        )
+        .await
+        .expect("refresher starts");
+        let registry = PoolRegistry::start(
+            RegistryConfig {
+                providers: providers.clone(),
+                ..RegistryConfig::default()
+            },
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            Arc::new(refresher.clone()),
+        )
+        .await
+        .expect("registry starts");
+        let client = PoolClient::new(registry.clone(), providers.clone(), recovery)
+            .with_clock(Arc::clone(&clock));
+        let admin = AdminClient::new(registry.clone());
+        World {
+            fake,
+            registry,
+            client,
+            admin,
+            store,
+            providers,
+            refresher,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+            _dir: dir,
+        }
+    }
+
+    /// Adds an `xai-oauth` grant from the fake, bound to the fake's API.
+    pub async fn add_grant(&self, label: &str) {
+        let (access, refresh) = self.fake.grant(label);
+        let entry = NewEntry {
+            base_url: Some(self.fake.api_url()),
+            ..oauth_entry(label, access, refresh, None)
+        };
+        self.admin.add(&xai(), entry).await.expect("grant added");
+    }
+
+    /// Adds an API key to `provider`, registered with the fake in `mode`.
+    pub async fn add_key(
+        &self,
+        provider: &ProviderId,
+        key: &str,
+        mode: credpool_test_support::ApiKeyMode,
+    ) {
+        self.fake.add_api_key(key, mode);
+        let entry = NewEntry {
+            base_url: Some(self.fake.api_url()),
+            ..api_key_entry(key, Secret::new(key))
+        };
+        self.admin.add(provider, entry).await.expect("key added");
+    }
+}
+
+/// Sends one chat request with `credential` to its endpoint.
+pub async fn chat(http: &reqwest::Client, credential: Credential) -> Result<String, RequestFailure> {
+    let base = credential.base_url().unwrap_or_default().to_owned();
+    chat_at(http, &base, credential).await
+}
+
+/// Sends one chat request with `credential` to `base`.
+pub async fn chat_at(
+    http: &reqwest::Client,
+    base: &str,
+    credential: Credential,
+) -> Result<String, RequestFailure> {
+    let (name, value) = credential
+        .header()
+        .map_err(|error| RequestFailure::transport(error.to_string()))?;
+    let response = http
+        .post(format!("{base}/chat/completions"))
+        .header(name, value)
+        .json(&serde_json::json!({ "model": "fake-model", "messages": [] }))
+        .send()
+        .await
+        .map_err(|error| RequestFailure::from_reqwest_error(&error))?;
+    if response.status().is_success() {
+        Ok(response.text().await.unwrap_or_default())
+    } else {
+        Err(RequestFailure::from_response(response).await)
+    }
+}
