@@ -125,7 +125,10 @@ impl AdminClient {
     ) -> Result<(), ClientError> {
         Ok(self
             .handles
-            .call(provider, |pool| async move { pool.set_strategy(strategy).await })
+            .call(
+                provider,
+                |pool| async move { pool.set_strategy(strategy).await },
+            )
             .await?)
     }
 
@@ -145,7 +148,10 @@ impl AdminClient {
     ) -> Result<EventStream, ClientError> {
         Ok(self
             .handles
-            .call(provider, |pool| async move { pool.subscribe(capacity).await })
+            .call(
+                provider,
+                |pool| async move { pool.subscribe(capacity).await },
+            )
             .await?)
     }
 

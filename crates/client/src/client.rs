@@ -72,7 +72,11 @@ impl std::fmt::Debug for PoolClient {
 impl PoolClient {
     /// Builds a client over a running registry. `providers` resolves hosts and auth headers;
     /// pass the registry's own provider set.
-    pub fn new(registry: PoolRegistry, providers: ProviderRegistry, config: RecoveryConfig) -> Self {
+    pub fn new(
+        registry: PoolRegistry,
+        providers: ProviderRegistry,
+        config: RecoveryConfig,
+    ) -> Self {
         PoolClient {
             inner: Arc::new(Inner {
                 handles: HandleCache::new(registry),
@@ -224,7 +228,10 @@ impl PoolClient {
         };
         let classification = self.classify(&provider, lease.credential_kind(), &failure);
         let handle = self.inner.handles.handle(&provider).await?;
-        match handle.report_auth_failure(lease, classification, None).await {
+        match handle
+            .report_auth_failure(lease, classification, None)
+            .await
+        {
             Err(credpool_pool_actor::PoolError::Stopped) => {
                 // The pool restarted from the store: the lease is gone; lease afresh.
                 self.inner.handles.forget(&provider);

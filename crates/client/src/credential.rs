@@ -89,9 +89,8 @@ impl Credential {
             AuthHeader::Bearer => format!("Bearer {}", self.secret.expose()),
             AuthHeader::XApiKey | AuthHeader::XGoogApiKey => self.secret.expose().to_owned(),
         });
-        let mut value = HeaderValue::from_str(&text).map_err(|_| ClientError::InvalidCredential {
-            entry: self.entry,
-        })?;
+        let mut value = HeaderValue::from_str(&text)
+            .map_err(|_| ClientError::InvalidCredential { entry: self.entry })?;
         value.set_sensitive(true);
         Ok((HeaderName::from_static(style.header_name()), value))
     }

@@ -139,12 +139,7 @@ pub struct FailedRequest {
 
 impl fmt::Display for FailedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({})",
-            self.failure,
-            self.classification.kind.name()
-        )?;
+        write!(f, "{} ({})", self.failure, self.classification.kind.name())?;
         if let Some(reason) = &self.classification.reason {
             write!(f, ": {reason}")?;
         }
@@ -168,7 +163,10 @@ pub(crate) fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
 /// The `(scheme, host, port)` of a URL, lower-cased, with the scheme's default port filled in.
 pub(crate) fn origin_of(url: &str) -> Option<(String, String, u16)> {
     let parsed = url::Url::parse(url.trim()).ok()?;
-    let host = parsed.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    let host = parsed
+        .host_str()?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     let port = parsed.port_or_known_default()?;
     Some((parsed.scheme().to_owned(), host, port))
 }

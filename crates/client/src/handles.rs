@@ -74,7 +74,11 @@ impl HandleCache {
 
     /// Runs `call` on the provider's handle; when the pool answers `Stopped`, resolves the
     /// provider once more and runs it again.
-    pub(crate) async fn call<T, F, Fut>(&self, provider: &ProviderId, call: F) -> Result<T, PoolError>
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        provider: &ProviderId,
+        call: F,
+    ) -> Result<T, PoolError>
     where
         F: Fn(PoolHandle) -> Fut,
         Fut: Future<Output = Result<T, PoolError>>,

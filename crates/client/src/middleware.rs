@@ -100,7 +100,13 @@ impl Middleware for PoolMiddleware {
             };
             let step = recovery.failed(lease, failure.clone()).await;
             match (step, spare) {
-                (Step::Retry { lease: retry, delay }, Some(spare)) => {
+                (
+                    Step::Retry {
+                        lease: retry,
+                        delay,
+                    },
+                    Some(spare),
+                ) => {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }

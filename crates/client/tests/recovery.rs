@@ -84,9 +84,17 @@ async fn api_keys_rotate_cool_and_a_budget_of_one_reaches_the_third_key() {
     let world = World::start(StoreKind::Memory, quick()).await;
     let provider = openai();
     world
-        .add_key(&provider, "key-a", ApiKeyMode::RateLimited { retry_after_secs: 0 })
+        .add_key(
+            &provider,
+            "key-a",
+            ApiKeyMode::RateLimited {
+                retry_after_secs: 0,
+            },
+        )
         .await;
-    world.add_key(&provider, "key-b", ApiKeyMode::Billing403).await;
+    world
+        .add_key(&provider, "key-b", ApiKeyMode::Billing403)
+        .await;
     world.add_key(&provider, "key-c", ApiKeyMode::Ok).await;
 
     let http = world.http.clone();
@@ -126,7 +134,11 @@ async fn api_keys_rotate_cool_and_a_budget_of_one_reaches_the_third_key() {
     assert!(matches!(error, ClientError::Exhausted { .. }), "{error:?}");
     assert_eq!(error.failure().unwrap().failure.status, Some(401));
     let snapshot = world.admin.snapshot(&provider).await.unwrap();
-    let c = snapshot.entries.iter().find(|e| e.label == "key-c").unwrap();
+    let c = snapshot
+        .entries
+        .iter()
+        .find(|e| e.label == "key-c")
+        .unwrap();
     assert_eq!(c.status, "dead", "{c:?}");
 }
 
@@ -134,9 +146,17 @@ async fn api_keys_rotate_cool_and_a_budget_of_one_reaches_the_third_key() {
 async fn a_sole_key_cools_for_sixty_seconds_and_the_real_429_comes_back() {
     let world = World::start(StoreKind::Memory, quick()).await;
     let provider = openai();
-    world.add_key(&provider, "key-dead", ApiKeyMode::Invalid).await;
     world
-        .add_key(&provider, "key-busy", ApiKeyMode::RateLimited { retry_after_secs: 0 })
+        .add_key(&provider, "key-dead", ApiKeyMode::Invalid)
+        .await;
+    world
+        .add_key(
+            &provider,
+            "key-busy",
+            ApiKeyMode::RateLimited {
+                retry_after_secs: 0,
+            },
+        )
         .await;
 
     let http = world.http.clone();
@@ -165,9 +185,17 @@ async fn exhaustion_returns_the_last_402_with_next_available_at() {
     let world = World::start(StoreKind::Memory, quick()).await;
     let provider = openai();
     world
-        .add_key(&provider, "key-slow", ApiKeyMode::RateLimited { retry_after_secs: 30 })
+        .add_key(
+            &provider,
+            "key-slow",
+            ApiKeyMode::RateLimited {
+                retry_after_secs: 30,
+            },
+        )
         .await;
-    world.add_key(&provider, "key-broke", ApiKeyMode::Billing402).await;
+    world
+        .add_key(&provider, "key-broke", ApiKeyMode::Billing402)
+        .await;
 
     let http = world.http.clone();
     let attempts = Arc::new(AtomicU32::new(0));
@@ -189,7 +217,13 @@ async fn exhaustion_returns_the_last_402_with_next_available_at() {
     assert!((25..=30).contains(&wait), "next available in {wait}s");
     // Nothing is left: a plain acquire says so too, with the same deadline.
     let again = world.client.acquire(&provider).await.unwrap_err();
-    assert!(matches!(again, ClientError::Exhausted { last_failure: None, .. }));
+    assert!(matches!(
+        again,
+        ClientError::Exhausted {
+            last_failure: None,
+            ..
+        }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,7 +231,11 @@ async fn auto_route_resolves_the_provider_by_host() {
     let world = World::start(StoreKind::Memory, quick()).await;
     world.add_grant("grant").await;
 
-    let lease = world.client.acquire_for_url("https://api.x.ai/v1").await.unwrap();
+    let lease = world
+        .client
+        .acquire_for_url("https://api.x.ai/v1")
+        .await
+        .unwrap();
     assert_eq!(lease.provider(), Some(&xai()));
     assert_eq!(lease.label(), "grant");
     drop(lease);
@@ -214,7 +252,10 @@ async fn auto_route_resolves_the_provider_by_host() {
     let unknown = world.client.acquire_for_url("https://example.com/v1").await;
     assert!(matches!(unknown, Err(ClientError::NoProviderForUrl(_))));
     let unknown = world.client.acquire(&ProviderId::new("nonesuch")).await;
-    assert!(matches!(unknown, Err(ClientError::UnknownProvider(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(ClientError::UnknownProvider(_))),
+        "{unknown:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,10 +280,20 @@ async fn a_rejection_from_a_foreign_origin_blames_nobody() {
         .unwrap_err();
     assert!(matches!(error, ClientError::ForeignOrigin(_)), "{error:?}");
     assert_eq!(error.failure().unwrap().failure.status, Some(401));
-    assert_eq!(proxy.api_requests(), 1, "no rotation after a foreign rejection");
+    assert_eq!(
+        proxy.api_requests(),
+        1,
+        "no rotation after a foreign rejection"
+    );
     let snapshot = world.admin.snapshot(&provider).await.unwrap();
-    assert!(snapshot.entries.iter().all(|e| e.status == "ok"), "{snapshot:?}");
-    assert!(snapshot.entries.iter().all(|e| e.leases == 0), "lease released");
+    assert!(
+        snapshot.entries.iter().all(|e| e.status == "ok"),
+        "{snapshot:?}"
+    );
+    assert!(
+        snapshot.entries.iter().all(|e| e.leases == 0),
+        "lease released"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +341,10 @@ async fn transient_failures_retry_the_same_key_without_penalty() {
         .unwrap_err();
     assert!(matches!(error, ClientError::Request(_)), "{error:?}");
     let snapshot = world.admin.snapshot(&provider).await.unwrap();
-    assert!(snapshot.entries.iter().all(|e| e.status == "ok"), "{snapshot:?}");
+    assert!(
+        snapshot.entries.iter().all(|e| e.status == "ok"),
+        "{snapshot:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +355,8 @@ async fn report_auth_failure_classifies_and_hands_back_the_refreshed_token() {
 
     let lease = world.client.acquire(&xai()).await.unwrap();
     assert_eq!(lease.generation().0, 1);
-    let body = br#"{"code":"unauthenticated:bad-credentials","error":"Unauthenticated: bad credentials"}"#;
+    let body =
+        br#"{"code":"unauthenticated:bad-credentials","error":"Unauthenticated: bad credentials"}"#;
     let refreshed = world
         .client
         .report_auth_failure(lease, 403, &[], body)

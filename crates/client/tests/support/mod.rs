@@ -54,7 +54,10 @@ impl World {
         .await;
         let mut providers = ProviderRegistry::builtin();
         let mut spec = providers.get(&xai()).expect("xai-oauth is built in");
-        let client_id = spec.token_endpoint.as_ref().and_then(|t| t.client_id.clone());
+        let client_id = spec
+            .token_endpoint
+            .as_ref()
+            .and_then(|t| t.client_id.clone());
         spec.token_endpoint = Some(TokenEndpointSpec {
             urls: vec![fake.token_url()],
             discovery_url: None,
@@ -142,7 +145,10 @@ impl World {
 }
 
 /// Sends one chat request with `credential` to its endpoint.
-pub async fn chat(http: &reqwest::Client, credential: Credential) -> Result<String, RequestFailure> {
+pub async fn chat(
+    http: &reqwest::Client,
+    credential: Credential,
+) -> Result<String, RequestFailure> {
     let base = credential.base_url().unwrap_or_default().to_owned();
     chat_at(http, &base, credential).await
 }
