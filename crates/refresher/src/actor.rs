@@ -74,6 +74,10 @@ impl Default for RefresherConfig {
 /// When a proactive refresh is due: `expires_at − skew − jitter`, where the skew depends on
 /// the token's lifetime and `jitter_unit` in [0, 1] picks the jitter within
 /// `[0, jitter_fraction × skew]`.
+///
+/// The skew never exceeds half the token's lifetime when the lifetime is known: a 60-minute
+/// xAI token with the 3600 s skew would otherwise be due the moment it is issued, and every
+/// refresh would schedule the next one at once (a refresh loop).
 pub fn refresh_due_at(
     expires_at: Timestamp,
     obtained_at: Option<Timestamp>,
@@ -82,7 +86,10 @@ pub fn refresh_due_at(
     jitter_unit: f64,
 ) -> Timestamp {
     let lifetime = obtained_at.map(|obtained| expires_at.since(obtained));
-    let skew = skew.for_lifetime(lifetime);
+    let skew = match lifetime {
+        Some(lifetime) => skew.for_lifetime(Some(lifetime)).min(lifetime / 2),
+        None => skew.for_lifetime(None),
+    };
     let jitter = skew.mul_f64((jitter_fraction * jitter_unit.clamp(0.0, 1.0)).max(0.0));
     expires_at.minus(skew).minus(jitter)
 }

@@ -35,6 +35,10 @@ fn proactive_refresh_is_due_at_expiry_minus_skew_minus_jitter() {
     check(Some(30 * 60), 0.0, 120.0);
     check(Some(30 * 60), 1.0, 132.0);
     check(Some(45 * 60), 0.25, 123.0);
+    // the skew never exceeds half the lifetime: a 60-minute token is not due at issue
+    check(Some(3600), 0.0, 1800.0);
+    check(Some(3600), 1.0, 1980.0);
+    check(Some(60), 0.0, 30.0);
     // jitter units outside [0, 1] are clamped
     check(Some(30 * 60), 7.0, 132.0);
     check(Some(30 * 60), -1.0, 120.0);
