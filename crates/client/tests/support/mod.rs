@@ -135,10 +135,21 @@ impl World {
         key: &str,
         mode: credpool_test_support::ApiKeyMode,
     ) {
+        self.add_labelled_key(provider, key, key, mode).await;
+    }
+
+    /// Adds an API key under its own label.
+    pub async fn add_labelled_key(
+        &self,
+        provider: &ProviderId,
+        label: &str,
+        key: &str,
+        mode: credpool_test_support::ApiKeyMode,
+    ) {
         self.fake.add_api_key(key, mode);
         let entry = NewEntry {
             base_url: Some(self.fake.api_url()),
-            ..api_key_entry(key, Secret::new(key))
+            ..api_key_entry(label, Secret::new(key))
         };
         self.admin.add(provider, entry).await.expect("key added");
     }
