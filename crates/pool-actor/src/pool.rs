@@ -822,19 +822,17 @@ impl PoolState {
             .filter(|slot| !slot.entry.status.is_dead())
             .count();
         let shape = PoolShape { live_entries };
-        let existing = match (&self.slots[i].entry.status, &failure.kind, model) {
-            (_, FailureKind::RateLimited { .. } | FailureKind::ModelEntitlement, Some(model))
-                if matches!(
-                    failure.kind,
-                    FailureKind::ModelEntitlement
-                        | FailureKind::RateLimited {
-                            scope: credpool_core::RateLimitScope::Model
-                        }
-                ) =>
-            {
-                self.slots[i].entry.model_cooldowns.get(model).copied()
-            }
-            (Status::CoolingDown { until, .. }, _, _) => Some(*until),
+        let model_scoped = matches!(
+            failure.kind,
+            FailureKind::ModelEntitlement
+                | FailureKind::RateLimited {
+                    scope: credpool_core::RateLimitScope::Model
+                }
+        );
+        let entry = &self.slots[i].entry;
+        let existing = match (model, &entry.status) {
+            (Some(model), _) if model_scoped => entry.model_cooldowns.get(model).copied(),
+            (_, Status::CoolingDown { until, .. }) => Some(*until),
             _ => None,
         };
         let decision = decide_cooldown(failure, shape, existing, model, now, &self.config.cooldown);
@@ -1429,13 +1427,11 @@ impl PoolState {
         if label.is_empty() {
             return Err(PoolError::Invalid("label must not be empty".to_owned()));
         }
-        if new.kind.request_secret().is_empty()
-            && new
-                .kind
-                .clone_refresh()
-                .is_none_or(|refresh| refresh.is_empty())
-            && !new.source.is_borrowed()
-        {
+        let has_refresh_token = matches!(
+            &new.kind,
+            EntryKind::OAuth(tokens) if tokens.refresh.as_ref().is_some_and(|r| !r.is_empty())
+        );
+        if new.kind.request_secret().is_empty() && !has_refresh_token && !new.source.is_borrowed() {
             return Err(PoolError::Invalid("secret must not be empty".to_owned()));
         }
         let mut id = EntryId::from_random(self.rng.random());
@@ -1583,19 +1579,5 @@ impl PoolState {
         self.strategy = strategy;
         tracing::info!(provider = %self.provider, strategy = strategy.as_str(), "strategy set");
         Ok(())
-    }
-}
-
-/// Access to a grant's refresh token without exposing it.
-trait RefreshTokenOf {
-    fn clone_refresh(&self) -> Option<credpool_core::Secret>;
-}
-
-impl RefreshTokenOf for EntryKind {
-    fn clone_refresh(&self) -> Option<credpool_core::Secret> {
-        match self {
-            EntryKind::OAuth(tokens) => tokens.refresh.clone(),
-            EntryKind::ApiKey { .. } => None,
-        }
     }
 }

@@ -7,9 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credpool_core::{
-    Classification, FailureKind, Outcome, RateLimitScope, Secret, Strategy, Timestamp,
-};
+use credpool_core::{Classification, FailureKind, Outcome, RateLimitScope, Secret, Strategy};
 use credpool_pool_actor::{PoolError, PoolEvent, RefreshFailure, RefreshResult, Target};
 use credpool_store::{MemoryStore, SledStore, Store};
 use support::*;
@@ -631,9 +629,6 @@ where
     }
     panic!("condition not met");
 }
-
-#[allow(dead_code)]
-fn _timestamp(_: Timestamp) {}
 
 #[tokio::test(start_paused = true)]
 async fn a_corrupt_record_is_quarantined_and_shown_while_the_rest_loads() {
