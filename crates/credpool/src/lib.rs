@@ -1,0 +1,345 @@
+//! credpool: one owner for the credentials an LLM agent runtime's tasks share.
+//!
+//! This crate is the facade: [`Credpool::builder`] starts the whole actor tree — the store,
+//! the pool registry with one actor per provider, and the refresher — and hands back a
+//! [`PoolClient`] for the runtime's workers and an [`AdminClient`] for inspection and
+//! steering. [`Credpool::shutdown`] flushes every pool's write-behind and the store.
+//!
+//! **Invariants** (see `docs/ARCHITECTURE.md`):
+//! - One tree per store: a sled data dir is locked while a `Credpool` holds it.
+//! - Shutdown is graceful: pools flush write-behind counters before they stop, and the store
+//!   is flushed last; a refresh still in flight keeps its durable marker and is settled at
+//!   the next start.
+//!
+//! # Embedding
+//!
+//! ```
+//! use credpool::{Credpool, ProviderId, RequestFailure, Secret, api_key_entry};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let pool = Credpool::builder().in_memory().start().await?;
+//!     let openai = ProviderId::new("openai");
+//!     for key in ["key-one", "key-two"] {
+//!         pool.admin().add(&openai, api_key_entry(key, Secret::new(key))).await?;
+//!     }
+//!     let workers = ["title", "compression", "vision"].map(|worker| {
+//!         let (client, openai) = (pool.client(), openai.clone());
+//!         tokio::spawn(async move {
+//!             client.with_recovery(&openai, |credential| async move {
+//!                 // A real worker sends its request with `credential.header()?` here.
+//!                 Ok::<_, RequestFailure>(format!("{worker} used {}", credential.label()))
+//!             }).await
+//!         })
+//!     });
+//!     for worker in workers {
+//!         println!("{}", worker.await??);
+//!     }
+//!     pool.shutdown().await?;
+//!     Ok(())
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use credpool_client::{
+    AdminClient, ClientError, Credential, EntryView, EventStream, FailedRequest, Lease, NewEntry,
+    PoolEvent, PoolMiddleware, PoolSnapshot, PoolStats, ProviderSummary, RecoveryConfig,
+    RequestFailure, Target, api_key_entry, oauth_entry,
+};
+pub use credpool_client::{PoolClient, Timestamp};
+pub use credpool_core::{
+    Clock, CooldownConfig, ManualClock, ProviderId, ProviderRegistry, ProviderSpec, Secret,
+    Strategy, SystemClock, TokenEndpointSpec,
+};
+pub use credpool_pool_actor::{CapMode, PoolConfig, PoolError, PoolRegistry, RegistryConfig};
+pub use credpool_refresher::{Refresher, RefresherConfig, RefresherStats};
+pub use credpool_store::{MemoryStore, SledStore, Store, StoreError};
+
+/// Errors starting or stopping a [`Credpool`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredpoolError {
+    /// The store could not be opened (locked by another process, unreadable, …).
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The refresher could not start.
+    #[error("{0}")]
+    Refresher(#[from] credpool_refresher::RefresherError),
+    /// The pool registry could not start or stop cleanly.
+    #[error("{0}")]
+    Pool(#[from] PoolError),
+}
+
+enum StoreChoice {
+    Memory,
+    Dir(PathBuf),
+    Given(Arc<dyn Store>),
+}
+
+/// Configures and starts a [`Credpool`]. Defaults: an in-memory store, the built-in
+/// providers, the documented cooldown and refresh defaults, the system clock.
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct Builder {
+    store: StoreChoice,
+    providers: ProviderRegistry,
+    default_pool: PoolConfig,
+    pools: HashMap<ProviderId, PoolConfig>,
+    start: Vec<ProviderId>,
+    refresher: RefresherConfig,
+    recovery: RecoveryConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store = match &self.store {
+            StoreChoice::Memory => "memory".to_owned(),
+            StoreChoice::Dir(dir) => dir.display().to_string(),
+            StoreChoice::Given(_) => "given".to_owned(),
+        };
+        f.debug_struct("Builder")
+            .field("store", &store)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            store: StoreChoice::Memory,
+            providers: ProviderRegistry::builtin(),
+            default_pool: PoolConfig::default(),
+            pools: HashMap::new(),
+            start: Vec::new(),
+            refresher: RefresherConfig::default(),
+            recovery: RecoveryConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl Builder {
+    /// Persists state in a sled store in `dir` (created 0700 if absent; locked while open).
+    pub fn data_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.store = StoreChoice::Dir(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Keeps state in memory only (lost when the process ends). The default.
+    pub fn in_memory(mut self) -> Self {
+        self.store = StoreChoice::Memory;
+        self
+    }
+
+    /// Uses a store the caller opened.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = StoreChoice::Given(store);
+        self
+    }
+
+    /// Replaces the provider registry (hosts, skews, token endpoints).
+    pub fn providers(mut self, providers: ProviderRegistry) -> Self {
+        self.providers = providers;
+        self
+    }
+
+    /// Adds or replaces one provider's spec.
+    pub fn provider(mut self, spec: ProviderSpec) -> Self {
+        self.providers.insert(spec);
+        self
+    }
+
+    /// Settings of every pool without its own override.
+    pub fn default_pool(mut self, config: PoolConfig) -> Self {
+        self.default_pool = config;
+        self
+    }
+
+    /// Settings of one provider's pool; the pool also starts with the tree.
+    pub fn pool(mut self, provider: ProviderId, config: PoolConfig) -> Self {
+        if !self.start.contains(&provider) {
+            self.start.push(provider.clone());
+        }
+        self.pools.insert(provider, config);
+        self
+    }
+
+    /// The refresher's settings (backoff, timeouts, per-host budget). Its provider registry
+    /// is replaced by the builder's at `start`.
+    pub fn refresher(mut self, config: RefresherConfig) -> Self {
+        self.refresher = config;
+        self
+    }
+
+    /// Allows `http://127.0.0.1` token endpoints (tests and the demo's fake provider).
+    pub fn allow_insecure_loopback(mut self, allow: bool) -> Self {
+        self.refresher.allow_insecure_loopback = allow;
+        self
+    }
+
+    /// How [`PoolClient::with_recovery`] retries.
+    pub fn recovery(mut self, config: RecoveryConfig) -> Self {
+        self.recovery = config;
+        self
+    }
+
+    /// The clock of every deadline (an injected clock for tests and simulations).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens the store and starts the refresher, the registry and the pools found in the
+    /// store or configured with [`Builder::pool`].
+    ///
+    /// # Errors
+    /// The store cannot be opened (e.g. another process holds the data dir) or an actor
+    /// fails to start.
+    pub async fn start(self) -> Result<Credpool, CredpoolError> {
+        let resumed_from_store;
+        let store: Arc<dyn Store> = match self.store {
+            StoreChoice::Memory => {
+                resumed_from_store = false;
+                Arc::new(MemoryStore::new())
+            }
+            StoreChoice::Dir(dir) => {
+                let store = SledStore::open(&dir)?;
+                resumed_from_store = !store.providers()?.is_empty();
+                Arc::new(store)
+            }
+            StoreChoice::Given(store) => {
+                resumed_from_store = !store.providers()?.is_empty();
+                store
+            }
+        };
+        let refresher = Refresher::start(
+            RefresherConfig {
+                providers: self.providers.clone(),
+                ..self.refresher
+            },
+            Arc::clone(&self.clock),
+        )
+        .await?;
+        let registry = match PoolRegistry::start(
+            RegistryConfig {
+                providers: self.providers.clone(),
+                default_pool: self.default_pool,
+                pools: self.pools,
+                start: self.start,
+                ..RegistryConfig::default()
+            },
+            Arc::clone(&store),
+            Arc::clone(&self.clock),
+            Arc::new(refresher.clone()),
+        )
+        .await
+        {
+            Ok(registry) => registry,
+            Err(error) => {
+                refresher.stop();
+                return Err(error.into());
+            }
+        };
+        let client = PoolClient::new(registry.clone(), self.providers.clone(), self.recovery)
+            .with_clock(Arc::clone(&self.clock));
+        let admin = AdminClient::new(registry.clone());
+        Ok(Credpool {
+            client,
+            admin,
+            registry,
+            refresher,
+            store,
+            providers: self.providers,
+            clock: self.clock,
+            resumed_from_store,
+        })
+    }
+}
+
+/// A running credpool: the store, the pools and the refresher. Clone the [`PoolClient`] into
+/// every worker; call [`Credpool::shutdown`] before the process ends.
+pub struct Credpool {
+    client: PoolClient,
+    admin: AdminClient,
+    registry: PoolRegistry,
+    refresher: Refresher,
+    store: Arc<dyn Store>,
+    providers: ProviderRegistry,
+    clock: Arc<dyn Clock>,
+    resumed_from_store: bool,
+}
+
+impl fmt::Debug for Credpool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credpool")
+            .field("resumed_from_store", &self.resumed_from_store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credpool {
+    /// A builder with the defaults (in-memory store, built-in providers).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The handle workers hold (cheap to clone).
+    pub fn client(&self) -> PoolClient {
+        self.client.clone()
+    }
+
+    /// The typed admin handle (cheap to clone).
+    pub fn admin(&self) -> AdminClient {
+        self.admin.clone()
+    }
+
+    /// The pool registry (for callers that talk to pool handles directly).
+    pub fn registry(&self) -> &PoolRegistry {
+        &self.registry
+    }
+
+    /// The refresher (its counters).
+    pub fn refresher(&self) -> &Refresher {
+        &self.refresher
+    }
+
+    /// The store the tree persists to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The provider registry the tree was started with.
+    pub fn providers(&self) -> &ProviderRegistry {
+        &self.providers
+    }
+
+    /// The clock of every deadline.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Whether the store already held at least one provider's pool when the tree started.
+    pub fn resumed_from_store(&self) -> bool {
+        self.resumed_from_store
+    }
+
+    /// Flushes every pool's write-behind, stops the pools and the refresher, and flushes
+    /// the store. Refreshes still in flight keep their durable markers (settled at the next
+    /// start, see `docs/SEMANTICS.md`).
+    ///
+    /// # Errors
+    /// A pool or the store failed to flush; the tree is stopped either way.
+    pub async fn shutdown(self) -> Result<(), CredpoolError> {
+        let pools = self.registry.shutdown().await;
+        self.refresher.stop();
+        let store = self.store.flush();
+        pools?;
+        store?;
+        Ok(())
+    }
+}
