@@ -120,6 +120,8 @@ enum RefresherMsg {
         key: Key,
         generation: Generation,
         result: Result<TokenResponse, RefreshError>,
+        /// How long the exchange took (tokio's clock, so paused-time tests stay exact).
+        elapsed: Duration,
     },
     Stats {
         reply: ractor::RpcReplyPort<RefresherStats>,
@@ -143,6 +145,43 @@ pub struct RefresherStats {
     pub timers_fired: u64,
     /// Proactive timers armed now.
     pub timers_armed: u64,
+    /// Exchanges in flight now.
+    pub in_flight: u64,
+    /// Finished exchanges (any result) per latency bucket: index `i` counts exchanges that
+    /// took at most [`RefresherStats::LATENCY_BUCKETS_MS`]`[i]` and more than the bound
+    /// before; the last index counts the slower ones. Empty until the first exchange ends.
+    pub exchange_latency_buckets: Vec<u64>,
+    /// Finished exchanges measured in the latency histogram.
+    pub exchange_latency_count: u64,
+    /// Total time of the finished exchanges, in microseconds.
+    pub exchange_latency_sum_us: u64,
+}
+
+impl RefresherStats {
+    /// Upper bounds, in milliseconds, of the exchange latency buckets (the 20 s default
+    /// timeout is the last bound).
+    pub const LATENCY_BUCKETS_MS: [u64; 12] =
+        [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 20_000];
+
+    /// Records one finished exchange in the latency histogram.
+    fn observe_exchange_latency(&mut self, elapsed: Duration) {
+        let buckets = Self::LATENCY_BUCKETS_MS.len() + 1;
+        if self.exchange_latency_buckets.len() != buckets {
+            self.exchange_latency_buckets.resize(buckets, 0);
+        }
+        let millis = elapsed.as_millis();
+        let index = Self::LATENCY_BUCKETS_MS
+            .iter()
+            .position(|bound| millis <= u128::from(*bound))
+            .unwrap_or(Self::LATENCY_BUCKETS_MS.len());
+        if let Some(count) = self.exchange_latency_buckets.get_mut(index) {
+            *count += 1;
+        }
+        self.exchange_latency_count += 1;
+        self.exchange_latency_sum_us = self
+            .exchange_latency_sum_us
+            .saturating_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    }
 }
 
 struct Timer {
@@ -234,11 +273,13 @@ impl RefresherState {
         let generation = request.generation;
         let refresh_token = request.refresh_token;
         tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
             let result = client.refresh(&refresh_token).await;
             let _ = myself.send_message(RefresherMsg::Finished {
                 key,
                 generation,
                 result,
+                elapsed: started.elapsed(),
             });
         });
     }
@@ -248,7 +289,9 @@ impl RefresherState {
         key: Key,
         generation: Generation,
         result: Result<TokenResponse, RefreshError>,
+        elapsed: Duration,
     ) {
+        self.stats.observe_exchange_latency(elapsed);
         let waiting = self.in_flight.remove(&key).unwrap_or_default();
         let now = self.clock.now();
         let outcome = match result {
@@ -448,10 +491,12 @@ impl Actor for RefresherActor {
                 key,
                 generation,
                 result,
-            } => state.finish(key, generation, result),
+                elapsed,
+            } => state.finish(key, generation, result, elapsed),
             RefresherMsg::Stats { reply } => {
                 let mut stats = state.stats.clone();
                 stats.timers_armed = u64::try_from(state.timers.len()).unwrap_or(u64::MAX);
+                stats.in_flight = u64::try_from(state.in_flight.len()).unwrap_or(u64::MAX);
                 let _ = reply.send(stats);
             }
         }
