@@ -160,8 +160,9 @@ pub struct RefresherStats {
 impl RefresherStats {
     /// Upper bounds, in milliseconds, of the exchange latency buckets (the 20 s default
     /// timeout is the last bound).
-    pub const LATENCY_BUCKETS_MS: [u64; 12] =
-        [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 20_000];
+    pub const LATENCY_BUCKETS_MS: [u64; 12] = [
+        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 20_000,
+    ];
 
     /// Records one finished exchange in the latency histogram.
     fn observe_exchange_latency(&mut self, elapsed: Duration) {
