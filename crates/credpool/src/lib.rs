@@ -50,7 +50,7 @@ pub use credpool_client::{
     PoolEvent, PoolMiddleware, PoolSnapshot, PoolStats, ProviderSummary, RecoveryConfig,
     RequestFailure, Target, api_key_entry, oauth_entry,
 };
-pub use credpool_client::{PoolClient, Timestamp};
+pub use credpool_client::{Classification, Outcome, PoolClient, Timestamp};
 pub use credpool_core::{
     Clock, CooldownConfig, ManualClock, ProviderId, ProviderRegistry, ProviderSpec, Secret,
     Strategy, SystemClock, TokenEndpointSpec,

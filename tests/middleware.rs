@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use credpool_client::{ClientError, PoolMiddleware, RecoveryConfig};
+use credpool::{ClientError, PoolMiddleware, RecoveryConfig};
 use credpool_test_support::ApiKeyMode;
 use support::*;
 
@@ -104,7 +104,7 @@ async fn the_middleware_rotates_keys_and_returns_the_real_last_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_keys_travel_as_x_api_key_and_auto_routes_by_host() {
     let world = World::start(StoreKind::Memory, quick()).await;
-    let anthropic = credpool_client::ProviderId::new("anthropic");
+    let anthropic = credpool::ProviderId::new("anthropic");
     world.add_key(&anthropic, "ant-key", ApiKeyMode::Ok).await;
     let http = client_with(PoolMiddleware::fixed(world.client.clone(), anthropic));
     let response = http

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use credpool_client::RecoveryConfig;
+use credpool::RecoveryConfig;
 use credpool_test_support::ApiKeyMode;
 use support::*;
 

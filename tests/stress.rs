@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use credpool_client::{ClientError, RecoveryConfig, Target};
+use credpool::{ClientError, RecoveryConfig, Target};
 use credpool_test_support::{ApiKeyMode, TokenFault};
 use rand::Rng;
 use support::*;

@@ -1,21 +1,18 @@
-//! Shared set-up for the client's scenario tests: the fake provider on loopback, a real
-//! registry over a real store (memory or sled in a tempdir), and a real refresher whose
-//! `xai-oauth` token endpoint is the fake's. Real time throughout (real HTTP and paused time
-//! do not mix), with short, bounded waits.
+//! Shared set-up for the workspace scenario tests: the fake provider on loopback and the whole
+//! credpool tree started through the facade (`credpool::Credpool::builder`), with the
+//! `xai-oauth` token endpoint pointed at the fake. Real time by default (real HTTP and paused
+//! tokio time do not mix); simulations inject a `ManualClock` shared with the fake instead.
 
 #![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use credpool_client::{
-    AdminClient, Credential, NewEntry, PoolClient, RecoveryConfig, RequestFailure, api_key_entry,
-    oauth_entry,
+use credpool::{
+    AdminClient, Clock, Credential, Credpool, NewEntry, PoolClient, PoolRegistry,
+    ProviderId, ProviderRegistry, RecoveryConfig, Refresher, RefresherConfig, RequestFailure,
+    Secret, Store, SystemClock, TokenEndpointSpec, api_key_entry, oauth_entry,
 };
-use credpool_core::{Clock, ProviderId, ProviderRegistry, Secret, SystemClock, TokenEndpointSpec};
-use credpool_pool_actor::{PoolRegistry, RegistryConfig};
-use credpool_refresher::{Refresher, RefresherConfig};
-use credpool_store::{MemoryStore, SledStore, Store};
 use credpool_test_support::{FakeProvider, FakeProviderConfig};
 
 pub fn xai() -> ProviderId {
@@ -28,6 +25,7 @@ pub fn openai() -> ProviderId {
 
 pub struct World {
     pub fake: FakeProvider,
+    pub pool: Credpool,
     pub registry: PoolRegistry,
     pub client: PoolClient,
     pub admin: AdminClient,
@@ -43,73 +41,80 @@ pub enum StoreKind {
     Sled,
 }
 
+/// The builtin providers with `xai-oauth`'s token endpoint at `token_url`.
+pub fn providers_with_token_url(token_url: String) -> ProviderRegistry {
+    let mut providers = ProviderRegistry::builtin();
+    let mut spec = providers.get(&xai()).expect("xai-oauth is built in");
+    let client_id = spec
+        .token_endpoint
+        .as_ref()
+        .and_then(|t| t.client_id.clone());
+    spec.token_endpoint = Some(TokenEndpointSpec {
+        urls: vec![token_url],
+        discovery_url: None,
+        required_domain: None,
+        client_id,
+        json_body: false,
+    });
+    providers.insert(spec);
+    providers
+}
+
 impl World {
     pub async fn start(store: StoreKind, recovery: RecoveryConfig) -> World {
         // Access tokens live 30 min, so the xai skew is 120 s and no proactive refresh
         // fires during a test.
+        World::start_with(
+            store,
+            recovery,
+            Duration::from_secs(30 * 60),
+            Arc::new(SystemClock),
+        )
+        .await
+    }
+
+    /// Starts the fake and the tree on one `clock`, with access tokens living `lifetime`.
+    pub async fn start_with(
+        store: StoreKind,
+        recovery: RecoveryConfig,
+        lifetime: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> World {
         let fake = FakeProvider::start(FakeProviderConfig {
-            access_token_lifetime: Duration::from_secs(30 * 60),
+            access_token_lifetime: lifetime,
+            clock: Arc::clone(&clock),
             ..FakeProviderConfig::default()
         })
         .await;
-        let mut providers = ProviderRegistry::builtin();
-        let mut spec = providers.get(&xai()).expect("xai-oauth is built in");
-        let client_id = spec
-            .token_endpoint
-            .as_ref()
-            .and_then(|t| t.client_id.clone());
-        spec.token_endpoint = Some(TokenEndpointSpec {
-            urls: vec![fake.token_url()],
-            discovery_url: None,
-            required_domain: None,
-            client_id,
-            json_body: false,
-        });
-        providers.insert(spec);
-        let (store, dir): (Arc<dyn Store>, _) = match store {
-            StoreKind::Memory => (Arc::new(MemoryStore::new()), None),
-            StoreKind::Sled => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let store = SledStore::open(dir.path()).expect("sled opens");
-                (Arc::new(store), Some(dir))
-            }
-        };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let refresher = Refresher::start(
-            RefresherConfig {
-                providers: providers.clone(),
+        let providers = providers_with_token_url(fake.token_url());
+        let builder = Credpool::builder()
+            .providers(providers.clone())
+            .clock(clock)
+            .recovery(recovery)
+            .refresher(RefresherConfig {
                 allow_insecure_loopback: true,
                 backoff_initial: Duration::from_millis(50),
                 backoff_max: Duration::from_millis(200),
                 http_timeout: Duration::from_secs(5),
                 ..RefresherConfig::default()
-            },
-            Arc::clone(&clock),
-        )
-        .await
-        .expect("refresher starts");
-        let registry = PoolRegistry::start(
-            RegistryConfig {
-                providers: providers.clone(),
-                ..RegistryConfig::default()
-            },
-            Arc::clone(&store),
-            Arc::clone(&clock),
-            Arc::new(refresher.clone()),
-        )
-        .await
-        .expect("registry starts");
-        let client = PoolClient::new(registry.clone(), providers.clone(), recovery)
-            .with_clock(Arc::clone(&clock));
-        let admin = AdminClient::new(registry.clone());
+            });
+        let (builder, dir) = match store {
+            StoreKind::Memory => (builder.in_memory(), None),
+            StoreKind::Sled => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                (builder.data_dir(dir.path()), Some(dir))
+            }
+        };
+        let pool = builder.start().await.expect("credpool starts");
         World {
             fake,
-            registry,
-            client,
-            admin,
-            store,
+            registry: pool.registry().clone(),
+            client: pool.client(),
+            admin: pool.admin(),
+            store: Arc::clone(pool.store()),
             providers,
-            refresher,
+            refresher: pool.refresher().clone(),
+            pool,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()

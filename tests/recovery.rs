@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use credpool_client::{ClientError, ProviderId, RecoveryConfig, RequestFailure};
-use credpool_core::{Clock, SystemClock};
+use credpool::{ClientError, ProviderId, RecoveryConfig, RequestFailure};
+use credpool::{Clock, SystemClock};
 use credpool_test_support::ApiKeyMode;
 use support::*;
 
@@ -22,7 +22,7 @@ fn quick() -> RecoveryConfig {
 }
 
 /// Seconds from now until `at`, rounded.
-fn secs_until(at: credpool_core::Timestamp) -> i64 {
+fn secs_until(at: credpool::Timestamp) -> i64 {
     (at.0 - SystemClock.now().0 + 500) / 1000
 }
 
@@ -366,7 +366,7 @@ async fn report_auth_failure_classifies_and_hands_back_the_refreshed_token() {
     assert!(world.fake.is_access_valid(refreshed.secret().expose()));
     world
         .client
-        .report(refreshed, credpool_client::Outcome::Success)
+        .report(refreshed, credpool::Outcome::Success)
         .await
         .unwrap();
     assert_eq!(world.fake.token_requests(), 1);
