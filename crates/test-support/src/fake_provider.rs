@@ -39,7 +39,7 @@ use std::time::Duration;
 use credpool_core::{Clock, Secret, SystemClock};
 use tokio::task::JoinHandle;
 
-pub use ledger::{AccessState, IssuedPair, Ledger, RefreshVerdict};
+pub use ledger::{AccessState, IssuedPair, Ledger, LedgerState, RefreshVerdict};
 
 /// How the fake answers a detected refresh-token reuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -101,7 +101,7 @@ pub enum TokenFault {
 }
 
 /// How an API key answers the API routes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ApiKeyMode {
     /// `200`.
     #[default]
@@ -137,6 +137,18 @@ pub struct FakeProviderConfig {
     pub timeout_hold: Duration,
     /// The clock access-token expiry and the grace window read.
     pub clock: Arc<dyn Clock>,
+    /// The address to bind; `127.0.0.1:0` when unset.
+    pub bind: Option<SocketAddr>,
+    /// A saved state to start from ([`FakeProvider::export_state`]).
+    pub restore: Option<FakeState>,
+}
+
+/// What a fake provider saves between runs: its token book and its API keys. It holds the
+/// fake's tokens in clear; callers store it with owner-only permissions.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct FakeState {
+    ledger: ledger::LedgerState,
+    api_keys: Vec<(String, ApiKeyMode)>,
 }
 
 impl Default for FakeProviderConfig {
@@ -149,6 +161,8 @@ impl Default for FakeProviderConfig {
             expected_client_id: None,
             timeout_hold: Duration::from_secs(600),
             clock: Arc::new(SystemClock),
+            bind: None,
+            restore: None,
         }
     }
 }
@@ -233,24 +247,39 @@ impl FakeProvider {
     /// # Panics
     /// When loopback cannot be bound (test fixture).
     pub async fn start(config: FakeProviderConfig) -> FakeProvider {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::try_start(config)
             .await
-            .expect("bind 127.0.0.1:0 for the fake provider");
-        let addr = listener
-            .local_addr()
-            .expect("local address of the fake provider");
-        let ledger = Ledger::new(
+            .expect("bind loopback for the fake provider")
+    }
+
+    /// Binds `config.bind` (default `127.0.0.1:0`) and serves until the handle drops.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn try_start(mut config: FakeProviderConfig) -> std::io::Result<FakeProvider> {
+        let bind = config
+            .bind
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let restore = config.restore.take();
+        let mut ledger = Ledger::new(
             Arc::clone(&config.clock),
             config.access_token_lifetime,
             config.reuse_grace,
             config.rotate_refresh_tokens,
         );
+        let mut api_keys = HashMap::new();
+        if let Some(state) = restore {
+            ledger.restore(state.ledger);
+            api_keys.extend(state.api_keys);
+        }
         let shared = Arc::new(Shared {
             config,
             base_url: format!("http://{addr}"),
             ledger: Mutex::new(ledger),
             faults: Mutex::default(),
-            api_keys: Mutex::default(),
+            api_keys: Mutex::new(api_keys),
             requests_by_credential: Mutex::default(),
             discovery_override: Mutex::default(),
             last_token_request: Mutex::default(),
@@ -261,10 +290,29 @@ impl FakeProvider {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener::KillableListener(listener), app).await;
         });
-        FakeProvider {
+        Ok(FakeProvider {
             shared,
             addr,
             server,
+        })
+    }
+
+    /// Stops serving and waits until the listening socket is closed (so the address can be
+    /// bound again at once). Dropping the handle stops it too, a moment later.
+    pub async fn stop(&mut self) {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+    }
+
+    /// The fake's token book and API keys, to start another fake from
+    /// ([`FakeProviderConfig::restore`]).
+    pub fn export_state(&self) -> FakeState {
+        FakeState {
+            ledger: lock(&self.shared.ledger).export(),
+            api_keys: lock(&self.shared.api_keys)
+                .iter()
+                .map(|(key, mode)| (key.clone(), *mode))
+                .collect(),
         }
     }
 

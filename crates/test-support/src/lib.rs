@@ -20,6 +20,7 @@ pub mod tracing_capture;
 
 pub use eventually::{eventually, eventually_async};
 pub use fake_provider::{
-    ApiKeyMode, FakeProvider, FakeProviderConfig, ReuseAnswer, TokenFault, TokenRequestRecord,
+    ApiKeyMode, FakeProvider, FakeProviderConfig, FakeState, ReuseAnswer, TokenFault,
+    TokenRequestRecord,
 };
 pub use tracing_capture::{capture_tracing, captured_text};

@@ -422,3 +422,40 @@ async fn eventually_works_under_paused_time() {
     assert!(!eventually(|| false, Duration::from_secs(3600)).await);
     assert!(started.elapsed() >= Duration::from_secs(3600));
 }
+
+#[tokio::test]
+async fn a_saved_state_carries_grants_and_keys_to_the_next_fake() {
+    let mut first = FakeProvider::start_default().await;
+    let (_, refresh) = first.grant("carried");
+    let (status, body) = post_refresh(&first, refresh.expose()).await;
+    assert_eq!(status, 200, "{body}");
+    let spent = refresh.expose().to_owned();
+    let current = field(&body, "refresh_token").unwrap();
+    first.add_api_key("sk-carried", ApiKeyMode::Billing402);
+    let state = serde_json::to_string(&first.export_state()).unwrap();
+    let port = first.addr().port();
+    first.stop().await;
+
+    let second = FakeProvider::try_start(FakeProviderConfig {
+        restore: Some(serde_json::from_str(&state).unwrap()),
+        bind: Some(([127, 0, 0, 1], port).into()),
+        ..FakeProviderConfig::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(second.addr().port(), port, "the same address again");
+    let (status, body) = post_refresh(&second, &current).await;
+    assert_eq!(status, 200, "the current refresh token still works: {body}");
+    // The spent one is still known as spent: replaying it is reuse.
+    let (status, _) = post_refresh(&second, &spent).await;
+    assert_eq!(status, 400);
+    assert_eq!(second.reuse_detections(), 1);
+    let response = client()
+        .post(format!("{}/chat/completions", second.api_url()))
+        .bearer_auth("sk-carried")
+        .json(&serde_json::json!({"model": "m", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 402, "the key's mode came along");
+}

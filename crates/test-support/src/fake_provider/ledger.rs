@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use credpool_core::{Clock, Timestamp};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 /// A pair the token endpoint issued.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedPair {
     /// The new access token.
     pub access: String,
@@ -55,21 +56,42 @@ pub enum AccessState {
     Unknown,
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct Family {
     label: String,
     revoked: bool,
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct RefreshRecord {
     family: usize,
     /// When it was redeemed and what it bought; `None` while it is the family's current one.
     spent: Option<(Timestamp, IssuedPair)>,
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct AccessRecord {
     family: usize,
     expires_at: Timestamp,
     force_expired: bool,
+}
+
+/// Everything a ledger knows, for saving it between runs (the demo's fake provider).
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct LedgerState {
+    families: Vec<Family>,
+    refresh_tokens: HashMap<String, RefreshRecord>,
+    access_tokens: HashMap<String, AccessRecord>,
+}
+
+impl std::fmt::Debug for LedgerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerState")
+            .field("families", &self.families.len())
+            .field("refresh_tokens", &self.refresh_tokens.len())
+            .field("access_tokens", &self.access_tokens.len())
+            .finish()
+    }
 }
 
 /// The token book of one fake provider.
@@ -100,6 +122,22 @@ impl Ledger {
             refresh_tokens: HashMap::new(),
             access_tokens: HashMap::new(),
         }
+    }
+
+    /// A copy of the book, for saving.
+    pub fn export(&self) -> LedgerState {
+        LedgerState {
+            families: self.families.clone(),
+            refresh_tokens: self.refresh_tokens.clone(),
+            access_tokens: self.access_tokens.clone(),
+        }
+    }
+
+    /// Replaces the book with a saved one.
+    pub fn restore(&mut self, state: LedgerState) {
+        self.families = state.families;
+        self.refresh_tokens = state.refresh_tokens;
+        self.access_tokens = state.access_tokens;
     }
 
     /// Starts a new grant family and returns its first `(access, refresh)` pair.
