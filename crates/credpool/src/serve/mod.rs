@@ -1,12 +1,203 @@
-//! `credpool serve` (being built; see its issue).
+//! `credpool serve`: the pool as a service, with an admin HTTP API.
+//!
+//! Start: read the config ([`config`]), start the tree on its data dir, seed the entries the
+//! store does not hold ([`seed`]), load or create the admin token ([`token`]), bind the
+//! listener and print `credpool serve: listening on http://ADDR` on stdout.
+//!
+//! Stop (SIGINT or SIGTERM): stop accepting connections and end event streams, let
+//! requests in flight finish, wait (bounded by the refresher's HTTP timeout) for token
+//! exchanges in flight so their results are committed, then [`credpool::Credpool::shutdown`]
+//! (write-behind counters and the store flushed) and exit 0. A refresh still in flight after
+//! the wait keeps its durable marker and is settled at the next start.
+//!
+//! **Invariants:** logs go to stderr through `tracing` and never carry a secret (secrets are
+//! [`credpool::Secret`]s, redacted in `Debug`); the admin token is never logged.
 
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod seed;
+pub mod token;
+
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use credpool::Credpool;
+use tokio::sync::watch;
+
+use self::config::ServeConfig;
+
+/// How long open connections get to finish once shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Arguments of `credpool serve`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// The configuration file (TOML; see docs/CONFIG.md).
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+}
+
+/// Installs the stderr log subscriber (`RUST_LOG` overrides the `info` default).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
 
 /// Runs the subcommand.
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`credpool serve` is not built yet")
+///
+/// # Errors
+/// The config is invalid, the store cannot be opened (locked by another process), the
+/// listener cannot bind, or the store fails to flush at shutdown.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig::load(&args.config)?;
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Watched from the start, so a signal during start-up still stops cleanly.
+    let signals = Signals::new()?;
+    let mut builder = Credpool::builder()
+        .data_dir(&config.data_dir)
+        .providers(config.providers.clone())
+        .refresher(config.refresher.clone())
+        .allow_insecure_loopback(config.allow_insecure_loopback);
+    for (provider, pool) in &config.pools {
+        builder = builder.pool(provider.clone(), pool.clone());
+    }
+    let pool = match builder.start().await {
+        Ok(pool) => pool,
+        Err(credpool::CredpoolError::Store(credpool::StoreError::Locked { .. })) => {
+            anyhow::bail!(
+                "store at {} is locked: another process holds it (is another `credpool serve` running on this data dir?)",
+                config.data_dir.display()
+            );
+        }
+        Err(error) => return Err(error).context("cannot start the pools"),
+    };
+    let outcome = run_service(&pool, &config, signals).await;
+    if outcome.is_err() {
+        tracing::error!("stopping after a start-up failure");
+    }
+    let stopped = pool
+        .shutdown()
+        .await
+        .context("shutdown did not flush cleanly");
+    outcome?;
+    stopped?;
+    tracing::info!("stopped; store flushed");
+    Ok(())
+}
+
+async fn run_service(
+    pool: &Credpool,
+    config: &ServeConfig,
+    mut signals: Signals,
+) -> anyhow::Result<()> {
+    let report = seed::seed(&pool.admin(), &config.seeds).await?;
+    tracing::info!(
+        added = report.added,
+        kept = report.kept,
+        resumed = pool.resumed_from_store(),
+        "config entries seeded"
+    );
+    let (token, created) = token::load_or_create(&config.token_file)?;
+    if created {
+        tracing::info!(path = %config.token_file.display(), "admin token created");
+    }
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    let state = api::ApiState {
+        admin: pool.admin(),
+        refresher: pool.refresher().clone(),
+        token: Arc::new(token),
+        clock: Arc::clone(pool.clock()),
+        allow_insecure_loopback: config.allow_insecure_loopback,
+        shutdown: stop_receiver.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr().context("no local address")?;
+    tracing::info!(%address, "admin api listening");
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "credpool serve: listening on http://{address}");
+        let _ = stdout.flush();
+    }
+    let mut drained = stop_receiver.clone();
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+        let _ = drained.wait_for(|stopping| *stopping).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    let signal = signals.wait().await;
+    tracing::info!(signal, "shutting down: no new connections");
+    let _ = stop_sender.send(true);
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "admin server ended with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, "admin server task failed"),
+        Err(_) => tracing::warn!("connections still open after the drain timeout; closing"),
+    }
+    settle_refreshes(pool, config.refresher.http_timeout + Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// Waits until no token exchange is in flight, at most `limit`.
+async fn settle_refreshes(pool: &Credpool, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let in_flight = match pool.refresher().stats().await {
+            Ok(stats) => stats.in_flight,
+            Err(_) => return,
+        };
+        if in_flight == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                in_flight,
+                "token exchanges still in flight at shutdown; their markers are settled at the next start"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGTERM and SIGINT, watched from the start of the process.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }

@@ -1,0 +1,640 @@
+//! `credpool serve` and `credpool admin` through the real binary: servers on `127.0.0.1:0`,
+//! readiness by polling (bounded), children killed on drop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_credpool");
+
+/// How long a server gets to start or stop.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// A `credpool serve` child; killed on drop.
+struct Server {
+    child: Option<Child>,
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `credpool serve --config <config>` with extra environment variables, waits for
+    /// the listening line.
+    fn start(config: &Path, env: &[(&str, &str)]) -> Server {
+        let log = config.with_extension(format!("{}.log", unique()));
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn credpool serve");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("credpool serve: listening on ") {
+                    let _ = sender.send(url.trim().to_owned());
+                }
+            }
+        });
+        let mut server = Server {
+            child: Some(child),
+            url: String::new(),
+            log,
+        };
+        match receiver.recv_timeout(STARTUP) {
+            Ok(url) => server.url = url,
+            Err(_) => {
+                let status = server.child.as_mut().unwrap().try_wait().unwrap();
+                panic!(
+                    "serve did not start (status {status:?}); log:\n{}",
+                    server.log_text()
+                );
+            }
+        }
+        server
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, self.log_text());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "serve did not stop after SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A temp dir with a config file; `extra` is appended after the base keys.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(extra: &str) -> Setup {
+        Setup::with_top_level("", extra)
+    }
+
+    /// `top` goes first (top-level keys), then `data_dir` and `[admin]`, then `extra`.
+    fn with_top_level(top: &str, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("credpool.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{top}data_dir = \"data\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\n{extra}"
+            ),
+        )
+        .unwrap();
+        Setup { dir, config }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.dir.path().join("admin.token")
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.token_file())
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn serve(&self, env: &[(&str, &str)]) -> Server {
+        Server::start(&self.config, env)
+    }
+}
+
+/// A blocking HTTP call through a small runtime (the tests stay synchronous).
+fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut request = client.request(method.parse().unwrap(), url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    })
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("{error}: {text}"))
+}
+
+/// Runs `credpool admin` with `args`.
+#[allow(dead_code)] // the admin tests come next
+fn admin(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command.arg("admin").args(args).stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run credpool admin")
+}
+
+#[allow(dead_code)] // the admin tests come next
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[allow(dead_code)] // the admin tests come next
+fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "admin failed: {}\nstdout: {}\nstderr: {}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+}
+
+// ---------------------------------------------------------------- serve
+
+#[test]
+fn healthz_needs_no_token_and_everything_else_does() {
+    let setup = Setup::new("");
+    let server = setup.serve(&[]);
+    let token = setup.token();
+    assert_eq!(token.len(), 64);
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(setup.token_file())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode, 0o600);
+
+    assert_eq!(
+        http("GET", &format!("{}/healthz", server.url), None, None).0,
+        200
+    );
+    for path in [
+        "/v1/providers",
+        "/v1/status",
+        "/metrics",
+        "/v1/providers/openai/entries",
+        "/v1/nope",
+    ] {
+        let url = format!("{}{path}", server.url);
+        let (status, body) = http("GET", &url, None, None);
+        assert_eq!(status, 401, "{path} without a token: {body}");
+        let (status, _) = http("GET", &url, Some("wrong-token"), None);
+        assert_eq!(status, 401, "{path} with a wrong token");
+        let almost = format!("{}x", &token[..63]);
+        assert_eq!(http("GET", &url, Some(&almost), None).0, 401, "{path}");
+    }
+    let (status, body) = http(
+        "GET",
+        &format!("{}/v1/providers", server.url),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body).is_array());
+}
+
+#[test]
+fn the_api_answers_400_for_bad_json_and_404_for_unknown_things() {
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
+    let server = setup.serve(&[]);
+    let token = setup.token();
+    let entries = format!("{}/v1/providers/openai/entries", server.url);
+
+    let (status, body) = http("POST", &entries, Some(&token), Some("{not json"));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON"),
+        "{body}"
+    );
+
+    let (status, body) = http(
+        "POST",
+        &entries,
+        Some(&token),
+        Some(r#"{"label":"k","api_key":"v","colour":1}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown field `colour`"), "{body}");
+
+    let (status, body) = http(
+        "POST",
+        &entries,
+        Some(&token),
+        Some(r#"{"label":"k","priority":"sk-canary-in-json"}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.contains("sk-canary"), "{body}");
+
+    let (status, body) = http("POST", &entries, Some(&token), Some(r#"{"label":"k"}"#));
+    assert_eq!(status, 400, "{body}");
+
+    let strategy = format!("{}/v1/providers/openai/strategy", server.url);
+    let (status, body) = http(
+        "PUT",
+        &strategy,
+        Some(&token),
+        Some(r#"{"strategy":"fastest"}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+
+    for (method, path) in [
+        ("POST", "/v1/providers/openai/entries/nosuch/reset"),
+        ("DELETE", "/v1/providers/openai/entries/nosuch"),
+        ("GET", "/v1/providers/openai/entries/nosuch"),
+        ("GET", "/v1/providers/no-such-provider/entries"),
+        ("GET", "/v1/no/such/route"),
+    ] {
+        let (status, body) = http(method, &format!("{}{path}", server.url), Some(&token), None);
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert!(json(&body)["error"].is_string(), "{body}");
+    }
+}
+
+#[test]
+fn the_api_adds_resets_moves_sets_the_strategy_and_removes() {
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
+    let server = setup.serve(&[]);
+    let token = setup.token();
+    let base = format!("{}/v1/providers/openai", server.url);
+    for label in ["one", "two"] {
+        let body = format!(r#"{{"label":"{label}","api_key":"sk-api-{label}"}}"#);
+        let (status, text) = http(
+            "POST",
+            &format!("{base}/entries"),
+            Some(&token),
+            Some(&body),
+        );
+        assert_eq!(status, 201, "{text}");
+        assert!(!text.contains("sk-api"), "{text}");
+    }
+    let (status, text) = http("GET", &format!("{base}/entries"), Some(&token), None);
+    assert_eq!(status, 200);
+    let snapshot = json(&text);
+    let labels: Vec<&str> = snapshot["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["one", "two"]);
+    assert!(!text.contains("sk-api"));
+
+    let (status, text) = http(
+        "POST",
+        &format!("{base}/entries/two/move"),
+        Some(&token),
+        Some(r#"{"position":1}"#),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["index"], 1);
+    let (status, text) = http(
+        "POST",
+        &format!("{base}/entries/one/reset"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["status"], "ok");
+    let (status, text) = http(
+        "PUT",
+        &format!("{base}/strategy"),
+        Some(&token),
+        Some(r#"{"strategy":"round_robin"}"#),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (_, text) = http("GET", &format!("{base}/entries"), Some(&token), None);
+    assert_eq!(json(&text)["strategy"], "round_robin");
+    let (status, text) = http("DELETE", &format!("{base}/entries/one"), Some(&token), None);
+    assert_eq!(status, 200, "{text}");
+    let (_, text) = http("GET", &format!("{base}/entries"), Some(&token), None);
+    assert_eq!(json(&text)["entries"].as_array().unwrap().len(), 1);
+    let (status, text) = http("GET", &format!("{base}/stats"), Some(&token), None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["provider"], "openai");
+}
+
+#[test]
+fn sigterm_exits_zero_and_a_second_serve_on_the_same_dir_keeps_the_state() {
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
+    let server = setup.serve(&[]);
+    let token = setup.token();
+    let base = format!("{}/v1/providers/openai", server.url);
+    let (status, text) = http(
+        "POST",
+        &format!("{base}/entries"),
+        Some(&token),
+        Some(r#"{"label":"kept","api_key":"sk-kept"}"#),
+    );
+    assert_eq!(status, 201, "{text}");
+    let (status, _) = http(
+        "PUT",
+        &format!("{base}/strategy"),
+        Some(&token),
+        Some(r#"{"strategy":"least_used"}"#),
+    );
+    assert_eq!(status, 200);
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "exit {exit:?}; log:\n{log}");
+    assert!(log.contains("SIGTERM"), "{log}");
+
+    let again = setup.serve(&[]);
+    let (status, text) = http(
+        "GET",
+        &format!("{}/v1/providers/openai/entries", again.url),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 200);
+    let snapshot = json(&text);
+    assert_eq!(snapshot["entries"][0]["label"], "kept");
+    assert_eq!(snapshot["strategy"], "least_used");
+    let (exit, log) = again.terminate();
+    assert!(exit.success(), "{log}");
+}
+
+#[test]
+fn a_bad_config_line_is_reported_with_its_key_and_line() {
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\nstrategy = \"fastest\"\n");
+    let output = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    // the base keys take 6 lines, then a blank one: `strategy` is on line 9
+    assert!(text.contains("line 9"), "{text}");
+    assert!(text.contains("key `strategy`"), "{text}");
+    assert!(text.contains("fastest"), "{text}");
+
+    let setup = Setup::new(
+        "[[providers]]\nid = \"openai\"\n[[providers.entries]]\nlabel = \"k\"\napi_key = \"sk-canary-inline\"\n",
+    );
+    let output = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("line 11") && text.contains("key `api_key`"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-canary"), "{text}");
+}
+
+#[test]
+fn seeded_entries_are_added_once_and_their_secrets_never_leave() {
+    const CANARY: &str = "sk-canary-3f9d1c-seeded";
+    let setup = Setup::new(
+        "[[providers]]\nid = \"openai\"\nstrategy = \"round_robin\"\n\n[[providers.entries]]\nlabel = \"from-env\"\napi_key_env = \"SERVE_TEST_CANARY\"\n\n[[providers.entries]]\nlabel = \"from-file\"\napi_key_file = \"key.txt\"\n",
+    );
+    std::fs::write(setup.dir.path().join("key.txt"), "sk-canary-file-7e21\n").unwrap();
+    let env = [("SERVE_TEST_CANARY", CANARY)];
+    let server = setup.serve(&env);
+    let token = setup.token();
+    let entries = format!("{}/v1/providers/openai/entries", server.url);
+    let (_, text) = http("GET", &entries, Some(&token), None);
+    let snapshot = json(&text);
+    assert_eq!(snapshot["entries"].as_array().unwrap().len(), 2, "{text}");
+    assert_eq!(snapshot["entries"][0]["source"], "env:SERVE_TEST_CANARY");
+    assert_eq!(snapshot["entries"][0]["missing_secret"], false);
+    let (_, metrics) = http(
+        "GET",
+        &format!("{}/metrics", server.url),
+        Some(&token),
+        None,
+    );
+    assert!(
+        metrics.contains("credpool_entries{provider=\"openai\",status=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("credpool_token_endpoint_latency_seconds_count"),
+        "{metrics}"
+    );
+    let (_, all) = http(
+        "GET",
+        &format!("{}/v1/status", server.url),
+        Some(&token),
+        None,
+    );
+    let (_, stats) = http(
+        "GET",
+        &format!("{}/v1/stats", server.url),
+        Some(&token),
+        None,
+    );
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "{log}");
+    for text in [&text, &metrics, &all, &stats, &log] {
+        assert!(
+            !text.contains(CANARY) && !text.contains("sk-canary-file"),
+            "{text}"
+        );
+    }
+    // the store holds fingerprints of borrowed secrets, never the values
+    for file in walk(&setup.data_dir()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!contains(&bytes, CANARY.as_bytes()), "{}", file.display());
+    }
+
+    // a restart does not seed again
+    let again = setup.serve(&env);
+    let (_, text) = http(
+        "GET",
+        &entries.replace(&entries[..entries.find("/v1").unwrap()], &again.url),
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        json(&text)["entries"].as_array().unwrap().len(),
+        2,
+        "{text}"
+    );
+    assert!(again.log_text().contains("kept=2"), "{}", again.log_text());
+}
+
+#[test]
+fn a_second_serve_on_a_running_data_dir_says_the_store_is_locked() {
+    let setup = Setup::new("");
+    let _server = setup.serve(&[]);
+    let output = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("is locked"), "{}", stderr(&output));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_seeded_grant_is_refreshed_at_a_loopback_token_url_and_the_rotated_pair_wins_at_restart() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(credpool_test_support::FakeProvider::start_default());
+    let (_access, refresh) = fake.grant("grok");
+    let setup = Setup::with_top_level(
+        "allow_insecure_loopback = true\n",
+        &format!(
+            "[[providers]]\nid = \"xai-oauth\"\ntoken_url = \"{}\"\nbase_url = \"{}/v1\"\n\n[[providers.entries]]\nlabel = \"grok\"\nrefresh_token_file = \"grok.rt\"\n",
+            fake.token_url(),
+            fake.base_url()
+        ),
+    );
+    std::fs::write(setup.dir.path().join("grok.rt"), refresh.expose()).unwrap();
+
+    let server = setup.serve(&[]);
+    let token = setup.token();
+    let entries = |url: &str| format!("{url}/v1/providers/xai-oauth/entries");
+    let generation = |url: &str| {
+        let (_, text) = http("GET", &entries(url), Some(&token), None);
+        json(&text)["entries"][0]["generation"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(STARTUP, || generation(&server.url) >= 2),
+        "no refresh; log:\n{}",
+        server.log_text()
+    );
+    assert_eq!(fake.refreshes(), 1);
+    let (_, metrics) = http(
+        "GET",
+        &format!("{}/metrics", server.url),
+        Some(&token),
+        None,
+    );
+    assert!(
+        metrics.contains("credpool_token_exchanges_total{result=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("credpool_token_endpoint_latency_seconds_count 1"),
+        "{metrics}"
+    );
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "{log}");
+    assert!(!log.contains(refresh.expose()), "{log}");
+
+    // the file still holds the spent token; the store's rotated pair wins
+    let again = setup.serve(&[]);
+    let (_, text) = http("GET", &entries(&again.url), Some(&token), None);
+    let snapshot = json(&text);
+    assert_eq!(snapshot["entries"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(snapshot["entries"][0]["status"], "ok", "{text}");
+    assert!(snapshot["entries"][0]["generation"].as_u64().unwrap() >= 2);
+    assert_eq!(fake.reuse_detections(), 0);
+    assert!(!fake.is_revoked("grok"));
+    let (exit, log) = again.terminate();
+    assert!(exit.success(), "{log}");
+}
