@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credpool::{
-    AdminClient, Clock, Credential, Credpool, NewEntry, PoolClient, PoolRegistry,
-    ProviderId, ProviderRegistry, RecoveryConfig, Refresher, RefresherConfig, RequestFailure,
-    Secret, Store, SystemClock, TokenEndpointSpec, api_key_entry, oauth_entry,
+    AdminClient, Clock, Credential, Credpool, NewEntry, PoolClient, PoolRegistry, ProviderId,
+    ProviderRegistry, RecoveryConfig, Refresher, RefresherConfig, RequestFailure, Secret, Store,
+    SystemClock, TokenEndpointSpec, api_key_entry, oauth_entry,
 };
 use credpool_test_support::{FakeProvider, FakeProviderConfig};
 

@@ -377,6 +377,11 @@ impl FakeProvider {
         lock(&self.shared.ledger).expire_access_tokens();
     }
 
+    /// Expires the access tokens issued at least `age` ago; younger ones stay valid.
+    pub fn expire_access_tokens_older_than(&self, age: Duration) {
+        lock(&self.shared.ledger).expire_access_tokens_older_than(age);
+    }
+
     /// Registers an API key (or changes its mode).
     pub fn add_api_key(&self, key: &str, mode: ApiKeyMode) {
         lock(&self.shared.api_keys).insert(key.to_owned(), mode);

@@ -459,3 +459,25 @@ async fn a_saved_state_carries_grants_and_keys_to_the_next_fake() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 402, "the key's mode came along");
 }
+
+#[tokio::test]
+async fn early_expiry_spares_young_tokens() {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_000_000)));
+    let fake = FakeProvider::start(FakeProviderConfig {
+        clock: clock.clone(),
+        ..FakeProviderConfig::default()
+    })
+    .await;
+    let (old, _) = fake.grant("old");
+    clock.advance(Duration::from_secs(10));
+    let (young, _) = fake.grant("young");
+    fake.expire_access_tokens_older_than(Duration::from_secs(5));
+    assert!(
+        !fake.is_access_valid(old.expose()),
+        "issued 10 s ago: expired"
+    );
+    assert!(
+        fake.is_access_valid(young.expose()),
+        "issued just now: valid"
+    );
+}

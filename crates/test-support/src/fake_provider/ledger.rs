@@ -234,6 +234,23 @@ impl Ledger {
         }
     }
 
+    /// Expires the access tokens issued at least `age` ago (a provider invalidating sessions
+    /// early), leaving younger ones valid.
+    pub fn expire_access_tokens_older_than(&mut self, age: Duration) {
+        let now = self.clock.now();
+        for record in self.access_tokens.values_mut() {
+            let issued_at = Timestamp(
+                record
+                    .expires_at
+                    .0
+                    .saturating_sub(i64::try_from(self.access_lifetime.as_millis()).unwrap_or(0)),
+            );
+            if now.since(issued_at) >= age {
+                record.force_expired = true;
+            }
+        }
+    }
+
     fn mint_access(&mut self, family: usize) -> String {
         let token = mint("fake-at", &self.families[family].label);
         let expires_at = self.clock.now().plus(self.access_lifetime);
