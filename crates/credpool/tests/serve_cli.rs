@@ -189,7 +189,6 @@ fn json(text: &str) -> Value {
 }
 
 /// Runs `credpool admin` with `args`.
-#[allow(dead_code)] // the admin tests come next
 fn admin(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(BIN);
     command.arg("admin").args(args).stdin(Stdio::null());
@@ -199,7 +198,6 @@ fn admin(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run credpool admin")
 }
 
-#[allow(dead_code)] // the admin tests come next
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -208,7 +206,6 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-#[allow(dead_code)] // the admin tests come next
 fn assert_ok(output: &Output) {
     assert!(
         output.status.success(),
@@ -637,4 +634,302 @@ fn a_seeded_grant_is_refreshed_at_a_loopback_token_url_and_the_rotated_pair_wins
     assert!(!fake.is_revoked("grok"));
     let (exit, log) = again.terminate();
     assert!(exit.success(), "{log}");
+}
+
+// ---------------------------------------------------------------- admin
+
+/// `credpool admin --url … --token-file …` plus `args`.
+fn online(setup: &Setup, server: &Server, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let token_file = setup.token_file();
+    let mut all = vec![
+        "--url",
+        server.url.as_str(),
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    admin(&all, env)
+}
+
+fn status_json(output: &Output) -> Value {
+    assert_ok(output);
+    json(&stdout(output))
+}
+
+#[test]
+fn admin_round_trip_against_a_running_service() {
+    const CANARY: &str = "sk-canary-admin-51c0e2";
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
+    let server = setup.serve(&[]);
+    let env = [
+        ("ADMIN_TEST_KEY", CANARY),
+        ("ADMIN_TEST_KEY_2", "sk-canary-admin-two"),
+    ];
+
+    let added = online(
+        &setup,
+        &server,
+        &["add", "openai", "first", "--api-key-env", "ADMIN_TEST_KEY"],
+        &env,
+    );
+    assert_ok(&added);
+    assert!(
+        stdout(&added).starts_with("added openai/first"),
+        "{}",
+        stdout(&added)
+    );
+    let added = online(
+        &setup,
+        &server,
+        &[
+            "add",
+            "openai",
+            "second",
+            "--api-key-env",
+            "ADMIN_TEST_KEY_2",
+            "--json",
+        ],
+        &env,
+    );
+    let view = status_json(&added);
+    assert_eq!(view["label"], "second");
+    assert_eq!(view["index"], 2);
+
+    let text = online(&setup, &server, &["status"], &[]);
+    assert_ok(&text);
+    let table = stdout(&text);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    for header in [
+        "PROVIDER",
+        "LABEL",
+        "FINGERPRINT",
+        "STATUS",
+        "COOLDOWN",
+        "TOKEN EXPIRES",
+        "GEN",
+        "USES",
+    ] {
+        assert!(lines[0].contains(header), "{table}");
+    }
+    assert!(
+        lines[1].starts_with("openai") && lines[1].contains("first") && lines[1].contains(" ok "),
+        "{table}"
+    );
+
+    let snapshots = status_json(&online(
+        &setup,
+        &server,
+        &["status", "openai", "--json"],
+        &[],
+    ));
+    assert_eq!(snapshots[0]["entries"][0]["label"], "first");
+    let fingerprint = snapshots[0]["entries"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(table.contains(&fingerprint), "{table}");
+
+    assert_ok(&online(&setup, &server, &["reset", "openai", "first"], &[]));
+    let moved = status_json(&online(
+        &setup,
+        &server,
+        &["move", "openai", "second", "1", "--json"],
+        &[],
+    ));
+    assert_eq!(moved["index"], 1);
+    let strategy = online(&setup, &server, &["strategy", "openai", "round_robin"], &[]);
+    assert_ok(&strategy);
+    assert_eq!(stdout(&strategy), "openai now uses round_robin\n");
+    let providers = online(&setup, &server, &["providers"], &[]);
+    assert_ok(&providers);
+    assert!(
+        stdout(&providers).contains("round_robin"),
+        "{}",
+        stdout(&providers)
+    );
+    let stats = online(&setup, &server, &["stats"], &[]);
+    assert_ok(&stats);
+    assert!(stdout(&stats).contains("refresher:"), "{}", stdout(&stats));
+
+    let removed = online(&setup, &server, &["remove", "openai", "first"], &[]);
+    assert_ok(&removed);
+    assert!(stdout(&removed).starts_with("removed openai/first"));
+    let snapshots = status_json(&online(&setup, &server, &["status", "--json"], &[]));
+    let labels: Vec<&str> = snapshots[0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["second"]);
+
+    // errors: unknown entry, wrong token, bad strategy
+    let missing = online(&setup, &server, &["reset", "openai", "nosuch"], &[]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("404"), "{}", stderr(&missing));
+    let wrong = setup.dir.path().join("wrong.token");
+    std::fs::write(&wrong, "not-the-token").unwrap();
+    let refused = admin(
+        &[
+            "--url",
+            &server.url,
+            "--token-file",
+            wrong.to_str().unwrap(),
+            "status",
+        ],
+        &[],
+    );
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("401"), "{}", stderr(&refused));
+    let bad = online(&setup, &server, &["strategy", "openai", "fastest"], &[]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("400"), "{}", stderr(&bad));
+
+    // no secret anywhere: admin text and JSON output, metrics, the server's log
+    let everything = [
+        stdout(&online(&setup, &server, &["status"], &[])),
+        stdout(&online(&setup, &server, &["status", "--json"], &[])),
+        stdout(&online(&setup, &server, &["stats", "--json"], &[])),
+        http(
+            "GET",
+            &format!("{}/metrics", server.url),
+            Some(&setup.token()),
+            None,
+        )
+        .1,
+    ];
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "{log}");
+    for text in everything.iter().chain([&log]) {
+        assert!(!text.contains("sk-canary"), "{text}");
+    }
+}
+
+#[test]
+fn admin_events_follow_the_service_until_it_stops() {
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
+    let server = setup.serve(&[]);
+    let token_file = setup.token_file();
+    let mut follower = Command::new(BIN)
+        .args([
+            "admin",
+            "--url",
+            &server.url,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "events",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, receiver) = mpsc::channel();
+    let follower_stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(follower_stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = sender.send(line);
+        }
+    });
+    let first = receiver.recv_timeout(STARTUP).expect("a subscribed line");
+    assert_eq!(json(&first)["event"], "subscribed", "{first}");
+    let env = [("ADMIN_EVENT_KEY", "sk-canary-event")];
+    assert_ok(&online(
+        &setup,
+        &server,
+        &[
+            "add",
+            "openai",
+            "watched",
+            "--api-key-env",
+            "ADMIN_EVENT_KEY",
+        ],
+        &env,
+    ));
+    let added = receiver.recv_timeout(STARTUP).expect("an added event");
+    let added = json(&added);
+    assert_eq!(added["event"], "added");
+    assert_eq!(added["label"], "watched");
+    assert_eq!(added["provider"], "openai");
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "{log}");
+    // the stream ends with the service, and so does the follower
+    assert!(
+        eventually(STARTUP, || follower.try_wait().unwrap().is_some()),
+        "follower still running"
+    );
+    let _ = follower.kill();
+}
+
+#[test]
+fn offline_admin_works_on_a_stopped_service_and_refuses_a_running_one() {
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
+    let data_dir = setup.data_dir();
+    let data = data_dir.to_str().unwrap();
+    let env = [("OFFLINE_KEY", "sk-canary-offline")];
+
+    let added = admin(
+        &[
+            "--data-dir",
+            data,
+            "add",
+            "openai",
+            "offline-key",
+            "--api-key-env",
+            "OFFLINE_KEY",
+        ],
+        &env,
+    );
+    assert_ok(&added);
+    assert!(
+        stdout(&added).starts_with("added openai/offline-key"),
+        "{}",
+        stdout(&added)
+    );
+    let status = admin(&["--data-dir", data, "status"], &[]);
+    assert_ok(&status);
+    assert!(
+        stdout(&status).contains("offline-key"),
+        "{}",
+        stdout(&status)
+    );
+    let snapshots = status_json(&admin(&["--data-dir", data, "status", "--json"], &[]));
+    assert_eq!(snapshots[0]["entries"][0]["label"], "offline-key");
+    assert_ok(&admin(
+        &["--data-dir", data, "strategy", "openai", "random"],
+        &[],
+    ));
+    let config = setup.config.to_str().unwrap();
+    let providers = status_json(&admin(&["--config", config, "providers", "--json"], &[]));
+    assert_eq!(providers[0]["strategy"], "random", "{providers}");
+    for output in [&added, &status] {
+        assert!(!stdout(output).contains("sk-canary") && !stderr(output).contains("sk-canary"));
+    }
+
+    // the service sees what the offline admin wrote
+    let server = setup.serve(&[]);
+    let (_, text) = http(
+        "GET",
+        &format!("{}/v1/providers/openai/entries", server.url),
+        Some(&setup.token()),
+        None,
+    );
+    assert_eq!(json(&text)["entries"][0]["label"], "offline-key", "{text}");
+
+    // and while it runs, the offline admin says the store is locked and points at --url
+    let locked = admin(&["--data-dir", data, "status"], &[]);
+    assert!(!locked.status.success());
+    let message = stderr(&locked);
+    assert!(
+        message.contains("is locked") && message.contains("--url"),
+        "{message}"
+    );
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "{log}");
+
+    let events = admin(&["--data-dir", data, "events"], &[]);
+    assert!(!events.status.success());
+    assert!(stderr(&events).contains("--url"), "{}", stderr(&events));
 }

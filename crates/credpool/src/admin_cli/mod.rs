@@ -70,7 +70,7 @@ pub enum AdminCommand {
     /// The running pools.
     Providers,
     /// Adds an entry; the secret comes from an env var, a file or stdin.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Removes an entry (by id, label or 1-based position).
     Remove {
         /// The provider.
