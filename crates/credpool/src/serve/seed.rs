@@ -118,7 +118,7 @@ pub async fn seed(admin: &AdminClient, seeds: &[Seed]) -> anyhow::Result<SeedRep
             let view = admin.add(provider, entry).await.map_err(|error| {
                 anyhow::anyhow!("cannot seed entry {:?} of {provider}: {error}", seed.label)
             })?;
-            tracing::info!(provider = %provider, entry = %view.id, label = %view.label, "entry seeded from config");
+            tracing::debug!(provider = %provider, entry = %view.id, label = %view.label, "entry seeded from config");
             report.added += 1;
         }
     }

@@ -333,3 +333,18 @@ client_id = "cli"
     assert_eq!(spec.base_url.as_deref(), Some("https://api.fake.test/v1"));
     assert_eq!(config.seeds[0].client_id.as_deref(), Some("cli"));
 }
+
+#[test]
+fn the_full_example_in_config_md_parses() {
+    let doc = include_str!("../../../../../docs/CONFIG.md");
+    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("the block's end");
+    let config = parse(&doc[start..end]).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(config.pools.len(), 3);
+    assert_eq!(config.seeds.len(), 5);
+    let xai = config.providers.get(&ProviderId::new("xai-oauth")).unwrap();
+    assert_eq!(
+        xai.token_endpoint.unwrap().urls,
+        ["https://auth.x.ai/oauth2/token"]
+    );
+}
