@@ -15,7 +15,9 @@
 //!   counters) and says so. The fake provider's token book is saved beside the store
 //!   (`demo-fake-provider.json`, mode 0600; it holds only the fake's tokens) and the fake
 //!   binds the same port again, so the stored refresh tokens and endpoints stay valid.
-//! - No secret is printed: tables show labels and fingerprints.
+//! - No secret is printed: tables show labels and fingerprints. Logs (stderr) are off unless
+//!   `RUST_LOG` is set; at any level they carry no secret (`tests/secret_canary.rs` runs the
+//!   demo at `trace` and looks for every token the fake issued).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -116,6 +118,10 @@ struct Summary {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    // Quiet by default (the progress display is the output); `RUST_LOG=…` logs to stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        crate::serve::init_logging();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
