@@ -306,7 +306,12 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Progress until the deadline or Ctrl-C.
-    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    // A live display redraws often; plain lines come every 2 s.
+    let mut ticker = tokio::time::interval(if progress.bar.is_some() {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(2)
+    });
     ticker.tick().await;
     loop {
         tokio::select! {
