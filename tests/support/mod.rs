@@ -11,7 +11,7 @@ use std::time::Duration;
 use credpool::{
     AdminClient, Clock, Credential, Credpool, NewEntry, PoolClient, PoolRegistry, ProviderId,
     ProviderRegistry, RecoveryConfig, Refresher, RefresherConfig, RequestFailure, Secret, Store,
-    SystemClock, TokenEndpointSpec, api_key_entry, oauth_entry,
+    SystemClock, api_key_entry, oauth_entry,
 };
 use credpool_test_support::{FakeProvider, FakeProviderConfig};
 
@@ -44,19 +44,7 @@ pub enum StoreKind {
 /// The builtin providers with `xai-oauth`'s token endpoint at `token_url`.
 pub fn providers_with_token_url(token_url: String) -> ProviderRegistry {
     let mut providers = ProviderRegistry::builtin();
-    let mut spec = providers.get(&xai()).expect("xai-oauth is built in");
-    let client_id = spec
-        .token_endpoint
-        .as_ref()
-        .and_then(|t| t.client_id.clone());
-    spec.token_endpoint = Some(TokenEndpointSpec {
-        urls: vec![token_url],
-        discovery_url: None,
-        required_domain: None,
-        client_id,
-        json_body: false,
-    });
-    providers.insert(spec);
+    assert!(providers.set_token_url(&xai(), &token_url));
     providers
 }
 

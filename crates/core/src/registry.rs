@@ -252,6 +252,23 @@ impl ProviderRegistry {
         self.providers.insert(spec.id.clone(), spec);
     }
 
+    /// Points an OAuth provider's token endpoint at `url` alone — no discovery, no domain
+    /// check — keeping its client id and body format (a loopback fake provider, a configured
+    /// override). Returns `false`, changing nothing, for an unknown or API-key provider.
+    pub fn set_token_url(&mut self, id: &ProviderId, url: &str) -> bool {
+        let Some(endpoint) = self
+            .providers
+            .get_mut(id)
+            .and_then(|spec| spec.token_endpoint.as_mut())
+        else {
+            return false;
+        };
+        endpoint.urls = vec![url.to_owned()];
+        endpoint.discovery_url = None;
+        endpoint.required_domain = None;
+        true
+    }
+
     /// Returns a provider's spec. `custom:<name>` providers not configured explicitly get a
     /// generic API-key spec.
     pub fn get(&self, id: &ProviderId) -> Option<ProviderSpec> {
@@ -329,6 +346,23 @@ mod tests {
             expected,
             "url {url:?}"
         );
+    }
+
+    #[test]
+    fn a_token_url_override_replaces_discovery_and_keeps_the_client_id() {
+        let mut registry = ProviderRegistry::builtin();
+        let xai = ProviderId::new("xai-oauth");
+        assert!(registry.set_token_url(&xai, "http://127.0.0.1:9/token"));
+        let endpoint = registry.get(&xai).unwrap().token_endpoint.unwrap();
+        assert_eq!(endpoint.urls, ["http://127.0.0.1:9/token"]);
+        assert_eq!(endpoint.discovery_url, None);
+        assert_eq!(endpoint.required_domain, None);
+        assert_eq!(
+            endpoint.client_id.as_deref(),
+            Some("b1a00492-073a-47ea-816f-4c329264a828")
+        );
+        assert!(!registry.set_token_url(&ProviderId::new("openai"), "http://x/"));
+        assert!(!registry.set_token_url(&ProviderId::new("nonesuch"), "http://x/"));
     }
 
     #[test]

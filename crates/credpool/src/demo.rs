@@ -32,7 +32,7 @@ use anyhow::{Context, bail};
 use credpool::{
     ClientError, Clock, CooldownConfig, Credpool, EntryView, NewEntry, PoolClient, PoolConfig,
     PoolEvent, ProviderId, ProviderRegistry, RecoveryConfig, RefresherConfig, RequestFailure,
-    Secret, Strategy, SystemClock, TokenEndpointSpec, api_key_entry, oauth_entry,
+    Secret, Strategy, SystemClock, api_key_entry, oauth_entry,
 };
 use credpool_test_support::{ApiKeyMode, FakeProvider, FakeProviderConfig, FakeState, TokenFault};
 use rand::Rng;
@@ -371,20 +371,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// The built-in providers with `xai-oauth`'s token endpoint at the fake.
 fn demo_providers(fake: &FakeProvider) -> ProviderRegistry {
     let mut providers = ProviderRegistry::builtin();
-    if let Some(mut spec) = providers.get(&xai()) {
-        let client_id = spec
-            .token_endpoint
-            .as_ref()
-            .and_then(|t| t.client_id.clone());
-        spec.token_endpoint = Some(TokenEndpointSpec {
-            urls: vec![fake.token_url()],
-            discovery_url: None,
-            required_domain: None,
-            client_id,
-            json_body: false,
-        });
-        providers.insert(spec);
-    }
+    providers.set_token_url(&xai(), &fake.token_url());
     providers
 }
 
