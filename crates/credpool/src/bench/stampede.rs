@@ -1,0 +1,165 @@
+//! The stampede: many callers report the same OAuth entry's token as expired at once.
+//!
+//! The whole real path runs: the fake provider on loopback (its `xai-oauth` token endpoint),
+//! the refresher actor over HTTP, the pool actor with its durable in-flight marker and the
+//! flushed commit in a sled store in a temporary directory. Every caller first holds a lease
+//! on the old token; they are released together and each times its `report_auth_failure`
+//! until it holds a lease on the new generation.
+//!
+//! **Invariant:** a caller counts as done only when its lease carries a newer generation than
+//! the one it reported; anything else is an error of the bench, not a slow sample.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use credpool_client::oauth_entry;
+use credpool_core::{
+    Classification, Clock, FailureKind, ProviderId, ProviderRegistry, SystemClock,
+    TokenEndpointSpec,
+};
+use credpool_pool_actor::{NewEntry, PoolRegistry, RegistryConfig};
+use credpool_refresher::{Refresher, RefresherConfig};
+use credpool_store::{SledStore, Store};
+use credpool_test_support::{FakeProvider, FakeProviderConfig};
+use tokio::sync::{Barrier, watch};
+
+use super::stats::{Samples, nanos};
+
+/// What a stampede measured.
+#[derive(Debug)]
+pub(crate) struct StampedeResult {
+    /// Callers that reported the failure.
+    pub(crate) callers: usize,
+    /// Requests the token endpoint received.
+    pub(crate) token_requests: u64,
+    /// Time from the common start until each caller held the new token.
+    pub(crate) done: Samples,
+    /// Time from the first caller holding the new token until each caller did.
+    pub(crate) after_first: Samples,
+}
+
+fn auth_expired() -> Classification {
+    Classification {
+        status: Some(403),
+        reason: Some("unauthenticated:bad-credentials".to_owned()),
+        ..Classification::of(FailureKind::AuthExpired)
+    }
+}
+
+/// Runs one stampede of `callers` callers.
+pub(crate) async fn stampede(callers: usize) -> anyhow::Result<StampedeResult> {
+    let fake = FakeProvider::start(FakeProviderConfig {
+        access_token_lifetime: Duration::from_secs(30 * 60),
+        ..FakeProviderConfig::default()
+    })
+    .await;
+    let xai = ProviderId::new("xai-oauth");
+    let mut providers = ProviderRegistry::builtin();
+    let mut spec = providers
+        .get(&xai)
+        .context("xai-oauth is a built-in provider")?;
+    let client_id = spec
+        .token_endpoint
+        .as_ref()
+        .and_then(|endpoint| endpoint.client_id.clone());
+    spec.token_endpoint = Some(TokenEndpointSpec {
+        urls: vec![fake.token_url()],
+        discovery_url: None,
+        required_domain: None,
+        client_id,
+        json_body: false,
+    });
+    providers.insert(spec);
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path())?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let refresher = Refresher::start(
+        RefresherConfig {
+            providers: providers.clone(),
+            allow_insecure_loopback: true,
+            http_timeout: Duration::from_secs(10),
+            ..RefresherConfig::default()
+        },
+        Arc::clone(&clock),
+    )
+    .await?;
+    let registry = PoolRegistry::start(
+        RegistryConfig {
+            providers,
+            ..RegistryConfig::default()
+        },
+        store,
+        clock,
+        Arc::new(refresher.clone()),
+    )
+    .await?;
+    let result = run(&fake, &registry, &xai, callers).await;
+    registry.shutdown().await?;
+    refresher.stop();
+    result
+}
+
+async fn run(
+    fake: &FakeProvider,
+    registry: &PoolRegistry,
+    xai: &ProviderId,
+    callers: usize,
+) -> anyhow::Result<StampedeResult> {
+    let pool = registry.pool(xai).await?;
+    let (access, refresh) = fake.grant("stampede");
+    pool.add_entry(NewEntry {
+        base_url: Some(fake.api_url()),
+        ..oauth_entry("stampede", access, refresh, None)
+    })
+    .await?;
+    let ready = Arc::new(Barrier::new(callers + 1));
+    let (go, start) = watch::channel(None::<Instant>);
+    let mut tasks = Vec::with_capacity(callers);
+    for _ in 0..callers {
+        let pool = pool.clone();
+        let ready = Arc::clone(&ready);
+        let mut start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            let lease = pool.select(None).await?;
+            let reported = lease.generation();
+            ready.wait().await;
+            let started = start
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| anyhow::anyhow!("the stampede never started"))?
+                .context("a start time")?;
+            let renewed = pool
+                .report_auth_failure(lease, auth_expired(), None)
+                .await?;
+            let done = started.elapsed();
+            anyhow::ensure!(
+                renewed.generation() > reported,
+                "a caller got generation {} back after reporting {}",
+                renewed.generation(),
+                reported
+            );
+            drop(renewed);
+            anyhow::Ok(done)
+        }));
+    }
+    ready.wait().await;
+    fake.expire_access_tokens();
+    let before = fake.token_requests();
+    let started = Instant::now();
+    go.send_replace(Some(started));
+    let mut done = Vec::with_capacity(callers);
+    for task in tasks {
+        done.push(task.await.context("stampede caller panicked")??);
+    }
+    let wall = started.elapsed();
+    let token_requests = fake.token_requests() - before;
+    let first = done.iter().min().copied().unwrap_or_default();
+    let after_first: Vec<u64> = done.iter().map(|d| nanos(*d - first)).collect();
+    Ok(StampedeResult {
+        callers,
+        token_requests,
+        done: Samples::new(done.into_iter().map(nanos).collect(), wall),
+        after_first: Samples::new(after_first, wall),
+    })
+}
