@@ -933,3 +933,54 @@ fn offline_admin_works_on_a_stopped_service_and_refuses_a_running_one() {
     assert!(!events.status.success());
     assert!(stderr(&events).contains("--url"), "{}", stderr(&events));
 }
+
+#[test]
+fn offline_admin_sends_no_refresh_token_except_for_refresh() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(credpool_test_support::FakeProvider::start_default());
+    let (_access, refresh) = fake.grant("offline-grant");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let token_url = fake.token_url();
+    let env = [("OFFLINE_RT", refresh.expose())];
+    let common = ["--data-dir", data, "--allow-insecure-loopback"];
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = common.to_vec();
+        all.extend_from_slice(args);
+        admin(&all, env)
+    };
+
+    // a grant without an access token would be refreshed at once; offline it is not
+    let added = run(
+        &[
+            "add",
+            "xai-oauth",
+            "g",
+            "--refresh-token-env",
+            "OFFLINE_RT",
+            "--token-url",
+            &token_url,
+        ],
+        &env,
+    );
+    assert_ok(&added);
+    assert_ok(&run(&["status"], &[]));
+    assert_eq!(fake.token_requests(), 0);
+
+    // `refresh` does send it, and waits for the rotated pair to be committed. The pool may
+    // also refresh the token-less grant as it starts; then the command's refresh follows
+    // that one (never alongside it), so there are one or two rotations and never a reuse.
+    let refreshed = status_json(&run(&["refresh", "xai-oauth", "g", "--json"], &[]));
+    assert_eq!(refreshed["status"], "ok", "{refreshed}");
+    let generation = refreshed["generation"].as_u64().unwrap();
+    let rotations = fake.refreshes();
+    assert!((1..=2).contains(&rotations), "{rotations}");
+    assert_eq!(generation, 1 + rotations, "{refreshed}");
+    let snapshots = status_json(&run(&["status", "--json"], &[]));
+    assert_eq!(snapshots[0]["entries"][0]["generation"], generation);
+    assert!(snapshots[0]["entries"][0]["token_expires_at"].is_i64());
+    assert_eq!(fake.token_requests(), rotations);
+    assert_eq!(fake.reuse_detections(), 0);
+    assert!(!fake.is_revoked("offline-grant"));
+}

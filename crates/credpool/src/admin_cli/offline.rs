@@ -144,18 +144,28 @@ async fn command(
 
 /// Starts a refresh and waits for its result, so the command does not end (and stop the
 /// refresher) while the refresh token is out.
+///
+/// The pool may already be refreshing the entry when it starts (a grant without an access
+/// token is refreshed at once). Events published before the pool handled this request are
+/// in the subscription before the reply, so they are drained first; then the command waits
+/// for the entry's next result and for the refresher to have nothing in flight.
 async fn refresh(pool: &Credpool, provider: &ProviderId, target: &str) -> anyhow::Result<Value> {
     let admin = pool.admin();
     let mut events = admin.subscribe(provider, 256).await?;
     let view = admin.refresh(provider, Target(target.to_owned())).await?;
-    let entry = view.id;
+    let (entry, generation) = (view.id, view.generation);
+    while events.try_recv().is_some() {}
     let waited = tokio::time::timeout(REFRESH_WAIT, async {
         while let Some(event) = events.recv().await {
             match event {
-                PoolEvent::Refreshed { entry: e, .. }
-                | PoolEvent::RefreshFailed { entry: e, .. }
-                | PoolEvent::Dead { entry: e, .. }
-                    if e == entry =>
+                PoolEvent::Refreshed {
+                    entry: refreshed,
+                    generation: new,
+                    ..
+                } if refreshed == entry && new > generation => return,
+                PoolEvent::RefreshFailed { entry: failed, .. }
+                | PoolEvent::Dead { entry: failed, .. }
+                    if failed == entry =>
                 {
                     return;
                 }
@@ -169,6 +179,16 @@ async fn refresh(pool: &Credpool, provider: &ProviderId, target: &str) -> anyhow
             "the refresh did not finish within {} s",
             REFRESH_WAIT.as_secs()
         );
+    }
+    let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+    while pool.refresher().stats().await?.in_flight > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "a token exchange is still in flight after {} s",
+                REFRESH_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let snapshot = admin.snapshot(provider).await?;
     let view = snapshot

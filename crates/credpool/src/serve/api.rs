@@ -551,3 +551,80 @@ async fn events(
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use credpool::{ManualClock, Timestamp};
+
+    use super::*;
+
+    /// A request body → `Ok(kind)` (`api_key` or `oauth`) or an error containing the text.
+    fn check(body: &str, loopback: bool, expected: Result<&str, &str>) {
+        let clock = ManualClock::new(Timestamp::from_secs(1_800_000_000));
+        let request: AddEntryRequest = serde_json::from_str(body).unwrap();
+        match (request.into_entry(&clock, loopback), expected) {
+            (Ok(entry), Ok(kind)) => {
+                let name = match &entry.kind {
+                    EntryKind::ApiKey { .. } => "api_key",
+                    EntryKind::OAuth(_) => "oauth",
+                };
+                assert_eq!(name, kind, "{body}");
+            }
+            (Err(error), Err(words)) => assert!(error.contains(words), "{body}: {error}"),
+            (got, expected) => panic!(
+                "{body}: got {:?}, expected {expected:?}",
+                got.map(|e| e.label)
+            ),
+        }
+    }
+
+    #[test]
+    fn add_requests_need_exactly_one_secret_and_a_safe_token_url() {
+        check(r#"{"label":"k","api_key":"v"}"#, false, Ok("api_key"));
+        check(r#"{"label":"g","refresh_token":"r"}"#, false, Ok("oauth"));
+        check(
+            r#"{"label":"g","refresh_token":"r","access_token":"a","expires_in_s":60,"token_url":"https://auth.example.com/t","client_id":"c"}"#,
+            false,
+            Ok("oauth"),
+        );
+        check(
+            r#"{"label":"g","refresh_token":"r","token_url":"http://127.0.0.1:9/t"}"#,
+            true,
+            Ok("oauth"),
+        );
+        check(
+            r#"{"label":"g","refresh_token":"r","token_url":"http://127.0.0.1:9/t"}"#,
+            false,
+            Err("https"),
+        );
+        check(
+            r#"{"label":"g","refresh_token":"r","token_url":"http://example.com/t"}"#,
+            true,
+            Err("https"),
+        );
+        check(
+            r#"{"label":"k"}"#,
+            false,
+            Err("give api_key or refresh_token"),
+        );
+        check(
+            r#"{"label":"k","api_key":"v","refresh_token":"r"}"#,
+            false,
+            Err("not both"),
+        );
+        check(
+            r#"{"label":"k","api_key":"v","client_id":"c"}"#,
+            false,
+            Err("belong to OAuth grants"),
+        );
+    }
+
+    #[test]
+    fn an_add_request_never_shows_its_secrets_in_debug() {
+        let request: AddEntryRequest =
+            serde_json::from_str(r#"{"label":"k","api_key":"sk-canary-debug"}"#).unwrap();
+        assert!(!format!("{request:?}").contains("sk-canary"));
+    }
+}
