@@ -151,9 +151,16 @@ pub fn mask_secrets(text: &str) -> String {
     let mut rest = text;
     let mut previous_word_was_bearer = false;
     while !rest.is_empty() {
-        let word_len = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+        // After `Bearer`, the word is a credential: it runs over every RFC 6750 token
+        // character, `~` included, so that no tail of it is left unmasked.
+        let in_word: fn(char) -> bool = if previous_word_was_bearer {
+            is_bearer_token_char
+        } else {
+            is_token_char
+        };
+        let word_len = rest.find(|c: char| !in_word(c)).unwrap_or(rest.len());
         if word_len == 0 {
-            let separator_len = rest.find(is_token_char).unwrap_or(rest.len());
+            let separator_len = rest.find(in_word).unwrap_or(rest.len());
             let separator = &rest[..separator_len];
             out.push_str(separator);
             if !separator.chars().all(|c| c == ' ') {
@@ -182,6 +189,11 @@ pub fn mask_secrets(text: &str) -> String {
 
 fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+' | '/' | '=')
+}
+
+/// The characters of an RFC 6750 `b64token` (plus `=` padding).
+fn is_bearer_token_char(c: char) -> bool {
+    is_token_char(c) || c == '~'
 }
 
 /// Returns the prefix to keep when `word` looks like a secret, or `None` when it does not.

@@ -70,8 +70,12 @@ pub fn reset_at(
 }
 
 /// Keeps a reset only when it is after `now`, and caps it at `now + ceiling`.
+///
+/// A ceiling under one millisecond keeps no reset at all: capping would give `now` itself,
+/// which is no reset (and a hot loop for a caller that waits until it).
 pub fn clamp(at: Timestamp, now: Timestamp, ceiling: Duration) -> Option<Timestamp> {
-    (at > now).then(|| at.min(now.plus(ceiling)))
+    let latest = now.plus(ceiling);
+    (at > now && latest > now).then(|| at.min(latest))
 }
 
 /// Reads one response header; returns `None` for headers that say nothing about a reset.

@@ -317,6 +317,10 @@ fn masking() {
             "authorization: bearer abcdefgh",
             "authorization: bearer ***",
         ),
+        // `~` is a bearer-token character (RFC 6750); found by the core property tests.
+        ("Bearer aAaaA~aA rejected", "Bearer *** rejected"),
+        ("Bearer abc~defghijklmnop.", "Bearer ***."),
+        ("home ~user/abcdefgh", "home ~user/abcdefgh"),
         (
             "AIzaSyA1234567890abcdefghijklmnopqrstu is bad",
             "AIza*** is bad",

@@ -97,6 +97,25 @@ fn clamped_to_the_ceiling() {
     check(&[("x-ratelimit-reset", "1e400")], "", "", None);
 }
 
+/// Found by the `reset` fuzz target: a zero ceiling capped a reset to `now` itself.
+#[test]
+fn a_ceiling_under_a_millisecond_keeps_no_reset() {
+    let headers = vec![("retry-after".to_owned(), "30".to_owned())];
+    for ceiling in [Duration::ZERO, Duration::from_micros(999)] {
+        assert_eq!(
+            reset_at(&headers, None, None, NOW, ceiling),
+            None,
+            "{ceiling:?}"
+        );
+        assert_eq!(clamp(NOW.plus(Duration::from_secs(30)), NOW, ceiling), None);
+    }
+    let one_ms = Duration::from_millis(1);
+    assert_eq!(
+        reset_at(&headers, None, None, NOW, one_ms),
+        Some(NOW.plus(one_ms))
+    );
+}
+
 #[test]
 #[rustfmt::skip]
 fn durations() {
