@@ -786,6 +786,27 @@ fn admin_round_trip_against_a_running_service() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("400"), "{}", stderr(&bad));
 
+    // the events counted for /metrics: two added, one removed
+    let metrics = || {
+        http(
+            "GET",
+            &format!("{}/metrics", server.url),
+            Some(&setup.token()),
+            None,
+        )
+        .1
+    };
+    assert!(
+        eventually(STARTUP, || {
+            let text = metrics();
+            text.contains("credpool_events_total{provider=\"openai\",event=\"added\"} 2")
+                && text.contains("credpool_events_total{provider=\"openai\",event=\"removed\"} 1")
+        }),
+        "{}",
+        metrics()
+    );
+    assert!(metrics().contains("credpool_entries_missing_secret{provider=\"openai\"} 0"));
+
     // no secret anywhere: admin text and JSON output, metrics, the server's log
     let everything = [
         stdout(&online(&setup, &server, &["status"], &[])),

@@ -37,22 +37,37 @@ const DEFAULT_URL: &str = "http://127.0.0.1:7878";
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
     /// The running service's admin API.
-    #[arg(long, global = true, value_name = "URL", conflicts_with_all = ["data_dir", "config"])]
+    #[arg(long, global = true, help_heading = "Connection and output", value_name = "URL", conflicts_with_all = ["data_dir", "config"])]
     url: Option<String>,
     /// The file holding the admin token (online mode).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection and output",
+        value_name = "PATH"
+    )]
     token_file: Option<PathBuf>,
     /// Work offline on a stopped service's data directory.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection and output",
+        value_name = "DIR"
+    )]
     data_dir: Option<PathBuf>,
     /// Work offline with a service's config file (its data_dir, providers and endpoints).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection and output",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// Offline: allow http token endpoints on loopback (tests and fakes).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Connection and output")]
     allow_insecure_loopback: bool,
     /// Print JSON instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Connection and output")]
     json: bool,
     #[command(subcommand)]
     command: AdminCommand,

@@ -71,6 +71,8 @@ pub struct ApiState {
     pub allow_insecure_loopback: bool,
     /// Turns `true` when the service starts shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Pool events counted for `/metrics`.
+    pub events: metrics::EventCounts,
 }
 
 /// An error answered as `{"error": "…"}`.
@@ -348,17 +350,31 @@ async fn not_found() -> ApiError {
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let providers = state.admin.list_providers().await?;
+    let providers: Vec<ProviderId> = state
+        .admin
+        .list_providers()
+        .await?
+        .into_iter()
+        .map(|summary| summary.provider)
+        .collect();
+    state.events.follow(&state.admin, &providers).await;
     let mut pools = Vec::with_capacity(providers.len());
-    for summary in &providers {
-        pools.push(state.admin.stats(&summary.provider).await?);
+    let mut snapshots = Vec::with_capacity(providers.len());
+    for provider in &providers {
+        pools.push(state.admin.stats(provider).await?);
+        snapshots.push(state.admin.snapshot(provider).await?);
     }
     let refresher = state
         .refresher
         .stats()
         .await
         .map_err(|error| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
-    let body = metrics::render(&pools, &refresher);
+    let body = metrics::render(&metrics::Scrape {
+        pools: &pools,
+        snapshots: &snapshots,
+        refresher: &refresher,
+        events: &state.events,
+    });
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -1,12 +1,82 @@
 //! `/metrics`: the pools' and the refresher's counters in the Prometheus text format.
 //!
 //! **Invariants:** every series is prefixed `credpool_`; labels carry provider ids, statuses,
-//! causes and results only — never an entry label, a fingerprint or a secret; values are
-//! read from [`PoolStats`] and [`RefresherStats`] at scrape time (nothing is kept here).
+//! causes, results and event names only — never an entry label, a fingerprint or a secret.
+//! Counters and gauges are read from [`PoolStats`], [`RefresherStats`] and the snapshots at
+//! scrape time; only event counts are kept here ([`EventCounts`], fed by one subscription
+//! per pool, renewed at the next scrape when a pool restarts).
 
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use credpool::{PoolStats, RefresherStats};
+use credpool::{AdminClient, PoolEvent, PoolSnapshot, PoolStats, ProviderId, RefresherStats};
+
+/// Events buffered per pool for the counter before it counts a lag.
+const EVENT_BUFFER: usize = 4096;
+
+/// Pool events counted by provider and event name, since the service started.
+#[derive(Debug, Default, Clone)]
+pub struct EventCounts {
+    inner: Arc<Mutex<EventCountsInner>>,
+}
+
+#[derive(Debug, Default)]
+struct EventCountsInner {
+    counts: BTreeMap<(String, String), u64>,
+    subscribed: HashSet<ProviderId>,
+}
+
+impl EventCounts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, EventCountsInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, provider: &ProviderId, event: &PoolEvent) {
+        let (name, amount) = match event {
+            PoolEvent::Added { .. } => ("added", 1),
+            PoolEvent::Removed { .. } => ("removed", 1),
+            PoolEvent::CooledDown { .. } => ("cooled_down", 1),
+            PoolEvent::Revived { .. } => ("revived", 1),
+            PoolEvent::Dead { .. } => ("dead", 1),
+            PoolEvent::Refreshed { .. } => ("refreshed", 1),
+            PoolEvent::RefreshFailed { .. } => ("refresh_failed", 1),
+            PoolEvent::Quarantined { .. } => ("quarantined", 1),
+            PoolEvent::Lagged { missed } => ("lagged", *missed),
+        };
+        *self
+            .lock()
+            .counts
+            .entry((provider.as_str().to_owned(), name.to_owned()))
+            .or_insert(0) += amount;
+    }
+
+    /// Subscribes to the pools not followed yet; a subscription ends with its pool (a
+    /// supervisor restart), and the pool is followed again at the next call.
+    pub async fn follow(&self, admin: &AdminClient, providers: &[ProviderId]) {
+        for provider in providers {
+            if !self.lock().subscribed.insert(provider.clone()) {
+                continue;
+            }
+            let Ok(mut events) = admin.subscribe(provider, EVENT_BUFFER).await else {
+                self.lock().subscribed.remove(provider);
+                continue;
+            };
+            let counts = self.clone();
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    counts.count(&provider, &event);
+                }
+                counts.lock().subscribed.remove(&provider);
+            });
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.lock().counts.clone()
+    }
+}
 
 /// The statuses always reported, so a series does not vanish when its count is zero.
 const STATUSES: [&str; 3] = ["ok", "cooling_down", "dead"];
@@ -50,8 +120,26 @@ fn provider_of(stats: &PoolStats) -> &str {
     stats.provider.as_ref().map_or("", |p| p.as_str())
 }
 
+/// What one scrape reads.
+pub struct Scrape<'a> {
+    /// Every running pool's counters.
+    pub pools: &'a [PoolStats],
+    /// Every running pool's snapshot.
+    pub snapshots: &'a [PoolSnapshot],
+    /// The refresher's counters.
+    pub refresher: &'a RefresherStats,
+    /// Pool events counted since the start.
+    pub events: &'a EventCounts,
+}
+
 /// Renders the scrape.
-pub fn render(pools: &[PoolStats], refresher: &RefresherStats) -> String {
+pub fn render(scrape: &Scrape<'_>) -> String {
+    let Scrape {
+        pools,
+        snapshots,
+        refresher,
+        events,
+    } = scrape;
     let mut out = Out(String::new());
     out.header("up", "gauge", "1 while the service runs.");
     out.sample("up", &[], 1);
@@ -86,7 +174,7 @@ pub fn render(pools: &[PoolStats], refresher: &RefresherStats) -> String {
     ];
     for (name, help, value) in counters {
         out.header(name, "counter", help);
-        for stats in pools {
+        for stats in *pools {
             out.sample(name, &[("provider", provider_of(stats))], value(stats));
         }
     }
@@ -96,7 +184,7 @@ pub fn render(pools: &[PoolStats], refresher: &RefresherStats) -> String {
         "counter",
         "Refreshes finished by the pools, by result.",
     );
-    for stats in pools {
+    for stats in *pools {
         let provider = provider_of(stats);
         out.sample(
             "refreshes_total",
@@ -111,7 +199,7 @@ pub fn render(pools: &[PoolStats], refresher: &RefresherStats) -> String {
     }
 
     out.header("cooldowns_total", "counter", "Cooldowns applied, by cause.");
-    for stats in pools {
+    for stats in *pools {
         let provider = provider_of(stats);
         let mut causes: Vec<&str> = CAUSES.to_vec();
         for cause in stats.cooldowns.keys() {
@@ -130,7 +218,7 @@ pub fn render(pools: &[PoolStats], refresher: &RefresherStats) -> String {
     }
 
     out.header("entries", "gauge", "Entries by status.");
-    for stats in pools {
+    for stats in *pools {
         let provider = provider_of(stats);
         let mut statuses: Vec<&str> = STATUSES.to_vec();
         for status in stats.entries_by_status.keys() {
@@ -149,11 +237,50 @@ pub fn render(pools: &[PoolStats], refresher: &RefresherStats) -> String {
     }
 
     out.header("leases_held", "gauge", "Leases held now.");
-    for stats in pools {
+    for stats in *pools {
         out.sample(
             "leases_held",
             &[("provider", provider_of(stats))],
             stats.leases_held,
+        );
+    }
+
+    out.header(
+        "entries_missing_secret",
+        "gauge",
+        "Entries whose borrowed secret could not be read (not selectable).",
+    );
+    for snapshot in *snapshots {
+        let missing = snapshot.entries.iter().filter(|e| e.missing_secret).count();
+        out.sample(
+            "entries_missing_secret",
+            &[("provider", snapshot.provider.as_str())],
+            missing,
+        );
+    }
+    out.header(
+        "quarantined_records",
+        "gauge",
+        "Stored records that could not be decoded.",
+    );
+    for snapshot in *snapshots {
+        out.sample(
+            "quarantined_records",
+            &[("provider", snapshot.provider.as_str())],
+            snapshot.quarantined.len(),
+        );
+    }
+
+    out.header(
+        "events_total",
+        "counter",
+        "Pool events since the service started, by event.",
+    );
+    for ((provider, event), count) in events.snapshot() {
+        out.sample(
+            "events_total",
+            &[("provider", &provider), ("event", &event)],
+            count,
         );
     }
 
@@ -256,7 +383,14 @@ mod tests {
             exchange_latency_sum_us: 100_500,
             ..RefresherStats::default()
         };
-        let text = render(&[pool], &refresher);
+        let events = EventCounts::default();
+        events.count(&ProviderId::new("openai"), &PoolEvent::Lagged { missed: 4 });
+        let text = render(&Scrape {
+            pools: &[pool],
+            snapshots: &[],
+            refresher: &refresher,
+            events: &events,
+        });
         for line in [
             "credpool_selections_total{provider=\"openai\"} 7",
             "credpool_refreshes_total{provider=\"openai\",result=\"success\"} 2",
@@ -272,6 +406,7 @@ mod tests {
             "credpool_token_endpoint_latency_seconds_bucket{le=\"+Inf\"} 2",
             "credpool_token_endpoint_latency_seconds_sum 0.1005",
             "credpool_token_endpoint_latency_seconds_count 2",
+            "credpool_events_total{provider=\"openai\",event=\"lagged\"} 4",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -121,7 +121,17 @@ async fn run_service(
         tracing::info!(path = %config.token_file.display(), "admin token created");
     }
     let (stop_sender, stop_receiver) = watch::channel(false);
+    let events = metrics::EventCounts::default();
+    let running: Vec<_> = pool
+        .admin()
+        .list_providers()
+        .await?
+        .into_iter()
+        .map(|summary| summary.provider)
+        .collect();
+    events.follow(&pool.admin(), &running).await;
     let state = api::ApiState {
+        events,
         admin: pool.admin(),
         refresher: pool.refresher().clone(),
         token: Arc::new(token),
