@@ -189,6 +189,8 @@ pub struct AddArgs {
 /// The service cannot be reached or refuses the command, the store is locked or
 /// unreadable, or a secret source cannot be read.
 pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    // Warnings only: an offline command starts pools, whose INFO lines are noise here.
+    crate::serve::init_logging_at("warn");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

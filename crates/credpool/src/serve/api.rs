@@ -49,7 +49,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::watch;
 
-use super::config::elide_strings;
+use super::config::{elide_strings, token_url_problem};
 use super::metrics;
 use super::token;
 
@@ -245,13 +245,9 @@ impl AddEntryRequest {
 
 /// Accepts `https` token endpoints, and loopback `http` ones when allowed.
 fn check_token_url(url: &str, allow_insecure_loopback: bool) -> Result<(), String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|error| format!("token_url is not a URL: {error}"))?;
-    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback && allow_insecure_loopback => Ok(()),
-        _ => Err("token_url must be https".to_owned()),
+    match token_url_problem(url, allow_insecure_loopback) {
+        None => Ok(()),
+        Some(problem) => Err(format!("token_url: {problem}")),
     }
 }
 
@@ -613,7 +609,7 @@ mod tests {
         check(
             r#"{"label":"g","refresh_token":"r","token_url":"http://127.0.0.1:9/t"}"#,
             false,
-            Err("https"),
+            Err("needs allow_insecure_loopback"),
         );
         check(
             r#"{"label":"g","refresh_token":"r","token_url":"http://example.com/t"}"#,

@@ -488,29 +488,36 @@ fn refresher_config(
     Ok(config)
 }
 
-/// Checks a URL a refresh token may be sent to.
+/// Why a refresh token may not be sent to `url`, or `None` when it may: `https`, or `http`
+/// on loopback when `allow_insecure_loopback` is on (the refresher enforces the same rule).
+pub fn token_url_problem(url: &str, allow_insecure_loopback: bool) -> Option<String> {
+    let parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(error) => return Some(format!("not a URL: {error}")),
+    };
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match parsed.scheme() {
+        "https" => None,
+        "http" if loopback && allow_insecure_loopback => None,
+        "http" if loopback => {
+            Some("an http token endpoint needs allow_insecure_loopback = true".to_owned())
+        }
+        _ => Some(
+            "a token endpoint must be https (or http on loopback with allow_insecure_loopback)"
+                .to_owned(),
+        ),
+    }
+}
+
 fn check_token_url(
     source: &Source<'_>,
     url: &Spanned<String>,
     key: &str,
     allow_insecure_loopback: bool,
 ) -> Result<String, ConfigError> {
-    let parsed = reqwest::Url::parse(url.get_ref())
-        .map_err(|error| source.error(Some(url.span()), key, format!("not a URL: {error}")))?;
-    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    match parsed.scheme() {
-        "https" => Ok(url.get_ref().clone()),
-        "http" if loopback && allow_insecure_loopback => Ok(url.get_ref().clone()),
-        "http" if loopback => Err(source.error(
-            Some(url.span()),
-            key,
-            "an http token endpoint needs allow_insecure_loopback = true",
-        )),
-        _ => Err(source.error(
-            Some(url.span()),
-            key,
-            "a token endpoint must be https (or http on loopback with allow_insecure_loopback)",
-        )),
+    match token_url_problem(url.get_ref(), allow_insecure_loopback) {
+        None => Ok(url.get_ref().clone()),
+        Some(problem) => Err(source.error(Some(url.span()), key, problem)),
     }
 }
 

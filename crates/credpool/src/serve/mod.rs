@@ -42,10 +42,15 @@ pub struct ServeArgs {
     config: PathBuf,
 }
 
-/// Installs the stderr log subscriber (`RUST_LOG` overrides the `info` default).
+/// Installs the stderr log subscriber at INFO (`RUST_LOG` overrides it).
 pub fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Installs the stderr log subscriber at `default_level` (`RUST_LOG` overrides it).
+pub fn init_logging_at(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
