@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,121 +251,118 @@ async fn proactive_refresh_fires_inside_the_skew_window() {
     assert_eq!(setup.refresher.stats().await.unwrap().timers_armed, 1);
 }
 
+/// One row of the token-endpoint fault matrix in docs/SEMANTICS.md.
+struct FaultRow {
+    fault: TokenFault,
+    /// The entry's status afterwards: `ok`, `cooling_down` or `dead`.
+    status: &'static str,
+    /// The cooldown cause (`cooling_down`) or the dead reason (`dead`).
+    detail: Option<&'static str>,
+    /// Bounds on the cooldown left, in seconds, for `cooling_down`.
+    cooldown_s: Option<RangeInclusive<u64>>,
+}
+
+/// The name of a fault's variant, as the fake provider spells it.
+fn variant_name(fault: &TokenFault) -> String {
+    let debug = format!("{fault:?}");
+    debug
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Every variant of `TokenFault`, read from the fake provider's source: the enum is
+/// `#[non_exhaustive]`, so no match here can prove that the matrix covers it.
+fn every_token_fault_variant() -> BTreeSet<String> {
+    let source = include_str!("../../test-support/src/fake_provider.rs");
+    let body = source
+        .split_once("pub enum TokenFault {")
+        .and_then(|(_, rest)| rest.split_once("\n}"))
+        .map(|(body, _)| body)
+        .expect("the fake provider declares TokenFault");
+    body.lines()
+        .filter_map(|line| line.strip_prefix("    "))
+        .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
+        .map(|line| {
+            line.split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Every token-endpoint fault of the fake provider and the state it leaves a grant in after
-/// an on-demand refresh of an expired token (the table in docs/SEMANTICS.md).
+/// an on-demand refresh of an expired token: one row per line of the table in
+/// docs/SEMANTICS.md ("Token-endpoint fault matrix"), and one row per `TokenFault` variant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_fault_matrix() {
-    let cooling = "cooling_down";
-    let cases: Vec<(&str, TokenFault, &str, Option<&str>)> = vec![
-        (
-            "500",
-            TokenFault::Status500,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "503",
-            TokenFault::Status503,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "timeout",
-            TokenFault::Timeout,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "reset",
-            TokenFault::ConnectionReset,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "slow",
-            TokenFault::Slow(Duration::from_millis(200)),
-            "ok",
-            None,
-        ),
-        (
-            "html",
-            TokenFault::HtmlPage,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "malformed",
-            TokenFault::MalformedJson,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "empty",
-            TokenFault::Empty200,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "no-access-token",
-            TokenFault::MissingAccessToken,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "invalid_grant",
-            TokenFault::InvalidGrant,
-            "dead",
-            Some("invalid_grant"),
-        ),
-        (
-            "reused",
-            TokenFault::RefreshTokenReused,
-            "dead",
-            Some("refresh_token_reused"),
-        ),
-        (
-            "429",
+    // A transient failure benches the grant for `refresh_failed` (60 s by default), or for
+    // longer when the endpoint asked for it; a redirect goes to a second fake that must never
+    // see a request.
+    let cooling = |fault: TokenFault| FaultRow {
+        fault,
+        status: "cooling_down",
+        detail: Some("refresh_failed"),
+        cooldown_s: Some(55..=60),
+    };
+    let cooling_for = |fault: TokenFault, secs: u64| FaultRow {
+        cooldown_s: Some(secs - 5..=secs),
+        ..cooling(fault)
+    };
+    let dead = |fault: TokenFault, reason: &'static str| FaultRow {
+        fault,
+        status: "dead",
+        detail: Some(reason),
+        cooldown_s: None,
+    };
+    let elsewhere = FakeProvider::start(FakeProviderConfig::default()).await;
+    let rows = vec![
+        cooling(TokenFault::Status500),
+        cooling(TokenFault::Status503),
+        cooling(TokenFault::Timeout),
+        cooling(TokenFault::ConnectionReset),
+        FaultRow {
+            fault: TokenFault::Slow(Duration::from_millis(200)),
+            status: "ok",
+            detail: None,
+            cooldown_s: None,
+        },
+        cooling(TokenFault::HtmlPage),
+        cooling(TokenFault::MalformedJson),
+        cooling(TokenFault::Empty200),
+        cooling(TokenFault::MissingAccessToken),
+        dead(TokenFault::InvalidGrant, "invalid_grant"),
+        dead(TokenFault::RefreshTokenReused, "refresh_token_reused"),
+        // A `Retry-After` longer than `refresh_failed`, so that honouring it shows.
+        cooling_for(
             TokenFault::RateLimited {
-                retry_after_secs: 30,
+                retry_after_secs: 600,
             },
-            cooling,
-            Some("refresh_failed"),
+            600,
         ),
-        (
-            "429-html",
+        cooling_for(
             TokenFault::RateLimitedHtml {
-                retry_after_secs: 30,
+                retry_after_secs: 600,
             },
-            cooling,
-            Some("refresh_failed"),
+            600,
         ),
-        (
-            "tier-denied",
-            TokenFault::TierDenied,
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "redirect",
-            TokenFault::Redirect("http://127.0.0.1:9/x".to_owned()),
-            cooling,
-            Some("refresh_failed"),
-        ),
-        (
-            "oversized",
-            TokenFault::Oversized(2 * 1024 * 1024),
-            cooling,
-            Some("refresh_failed"),
-        ),
-        ("404", TokenFault::NotFound, cooling, Some("refresh_failed")),
-        (
-            "lost-response",
-            TokenFault::LostResponse,
-            cooling,
-            Some("refresh_failed"),
-        ),
+        cooling_for(TokenFault::TierDenied, 3600),
+        cooling(TokenFault::Redirect(elsewhere.token_url())),
+        cooling(TokenFault::NotFound),
+        cooling(TokenFault::Oversized(2 * 1024 * 1024)),
+        cooling(TokenFault::LostResponse),
     ];
-    for (name, fault, status, detail) in cases {
+    let covered: BTreeSet<String> = rows.iter().map(|row| variant_name(&row.fault)).collect();
+    assert_eq!(
+        covered,
+        every_token_fault_variant(),
+        "one row per TokenFault variant"
+    );
+    for row in rows {
+        let name = format!("{:?}", row.fault);
+        let lost_response = row.fault == TokenFault::LostResponse;
         let setup = setup_with(
             FakeProviderConfig {
                 timeout_hold: Duration::from_secs(5),
@@ -374,25 +373,37 @@ async fn token_endpoint_fault_matrix() {
         )
         .await;
         add_expired_grant(&setup, "grant").await;
-        setup.fake.push_fault(fault);
+        setup.fake.push_fault(row.fault);
         let lease = setup.pool.select(None).await.unwrap();
+        let old = lease.secret().expose().to_owned();
         let answer = setup.pool.report_auth_failure(lease, expired(), None).await;
         let snapshot = setup.pool.snapshot().await.unwrap();
         let entry = &snapshot.entries[0];
-        assert_eq!(entry.status, status, "{name}: {entry:?}");
-        match status {
+        assert_eq!(entry.status, row.status, "{name}: {entry:?}");
+        match row.status {
             "ok" => {
                 assert_eq!(entry.generation.0, 2, "{name}");
-                assert!(answer.is_ok(), "{name}: {answer:?}");
+                let lease = answer.unwrap_or_else(|error| panic!("{name}: {error:?}"));
+                assert_ne!(
+                    lease.secret().expose(),
+                    old,
+                    "{name}: a lease on the new token"
+                );
             }
             "dead" => {
-                assert_eq!(entry.dead_reason.as_deref(), detail, "{name}");
+                assert_eq!(entry.dead_reason.as_deref(), row.detail, "{name}");
                 assert!(matches!(answer, Err(PoolError::Exhausted { .. })), "{name}");
             }
             _ => {
-                assert_eq!(entry.cooldown_cause.as_deref(), detail, "{name}");
+                assert_eq!(entry.cooldown_cause.as_deref(), row.detail, "{name}");
                 assert!(matches!(answer, Err(PoolError::Exhausted { .. })), "{name}");
                 assert_eq!(entry.generation.0, 1, "{name}: no token change");
+                let left = entry.cooldown_remaining_s.unwrap_or_default();
+                let bounds = row.cooldown_s.clone().unwrap_or(0..=0);
+                assert!(
+                    bounds.contains(&left),
+                    "{name}: {left} s left, expected {bounds:?}"
+                );
             }
         }
         assert!(
@@ -400,7 +411,36 @@ async fn token_endpoint_fault_matrix() {
             "{name}: one request per refresh"
         );
         assert_eq!(setup.fake.reuse_detections(), 0, "{name}");
+        if lost_response {
+            // The provider rotated the pair but the answer never arrived: the next attempt
+            // spends the old refresh token again and meets reuse detection (no grace window).
+            setup.pool.refresh_entry("grant".into()).await.unwrap();
+            let pool = setup.pool.clone();
+            assert!(
+                eventually_async(
+                    || {
+                        let pool = pool.clone();
+                        async move { pool.snapshot().await.unwrap().entries[0].status == "dead" }
+                    },
+                    Duration::from_secs(5)
+                )
+                .await,
+                "{name}: the retry kills the grant"
+            );
+            assert_eq!(setup.fake.reuse_detections(), 1, "{name}");
+            let snapshot = setup.pool.snapshot().await.unwrap();
+            assert_eq!(
+                snapshot.entries[0].dead_reason.as_deref(),
+                Some("invalid_grant"),
+                "{name}"
+            );
+        }
     }
+    assert_eq!(
+        elsewhere.token_requests(),
+        0,
+        "the redirect was never followed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
