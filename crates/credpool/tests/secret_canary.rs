@@ -51,6 +51,11 @@ fn assert_clean(what: &str, text: &str, secrets: &[String]) {
     }
 }
 
+/// A request that failed with `failure` (kept out of line, as a real call would be).
+fn failed_request(failure: RequestFailure) -> Result<(), RequestFailure> {
+    Err(failure)
+}
+
 struct Service(Child);
 
 impl Drop for Service {
@@ -248,10 +253,9 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
         }));
     }
     let worker = std::thread::spawn(move || {
-        let outcome: Result<(), RequestFailure> = Err(failure);
         // A worker dying while holding its credential.
         let _held = (lease, credential);
-        outcome.expect("the request failed");
+        failed_request(failure).expect("the request failed");
     });
     assert!(worker.join().is_err(), "the worker panicked");
     std::panic::set_hook(previous);
