@@ -101,7 +101,7 @@ impl World {
             admin: pool.admin(),
             store: Arc::clone(pool.store()),
             providers,
-            refresher: pool.refresher().clone(),
+            refresher: pool.refresher().expect("refreshing is on").clone(),
             pool,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -109,6 +109,13 @@ impl World {
                 .expect("http client"),
             _dir: dir,
         }
+    }
+
+    /// Shuts the tree down (`Credpool::shutdown`) and hands back the fake and the store's
+    /// directory, so a test can start again on the same store.
+    pub async fn shutdown(self) -> (FakeProvider, Option<tempfile::TempDir>) {
+        self.pool.shutdown().await.expect("clean shutdown");
+        (self.fake, self._dir)
     }
 
     /// Adds an `xai-oauth` grant from the fake, bound to the fake's API.

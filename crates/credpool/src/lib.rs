@@ -6,10 +6,15 @@
 //! steering. [`Credpool::shutdown`] flushes every pool's write-behind and the store.
 //!
 //! **Invariants** (see `docs/ARCHITECTURE.md`):
-//! - One tree per store: a sled data dir is locked while a `Credpool` holds it.
-//! - Shutdown is graceful: pools flush write-behind counters before they stop, and the store
-//!   is flushed last; a refresh still in flight keeps its durable marker and is settled at
-//!   the next start.
+//! - One tree per store: a sled data dir is locked while a `Credpool` holds it (until
+//!   [`Credpool::shutdown`]; dropping a `Credpool` without it leaves the actors running).
+//! - Shutdown loses no rotation: the refresher first stops starting exchanges and waits
+//!   (bounded) for those in flight, whose results the pools commit; then the pools flush
+//!   write-behind counters and stop; the store is flushed last. A refresh asked for during
+//!   shutdown is not sent: its durable marker is settled at the next start with the same,
+//!   unspent refresh token.
+//! - With [`Builder::refreshing`]`(false)` nothing is ever sent to a token endpoint (offline
+//!   inspection of a stopped service's store).
 //!
 //! # Embedding
 //!
@@ -44,6 +49,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use credpool_pool_actor::{RefreshCallback, RefreshRequest, RefreshSeam, TrackUpdate};
 
 pub use credpool_client::{
     AdminClient, ClientError, Credential, EntryView, EventStream, FailedRequest, Lease, NewEntry,
@@ -92,6 +100,7 @@ pub struct Builder {
     refresher: RefresherConfig,
     recovery: RecoveryConfig,
     clock: Arc<dyn Clock>,
+    refreshing: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -119,6 +128,7 @@ impl Default for Builder {
             refresher: RefresherConfig::default(),
             recovery: RecoveryConfig::default(),
             clock: Arc::new(SystemClock),
+            refreshing: true,
         }
     }
 }
@@ -182,6 +192,15 @@ impl Builder {
         self
     }
 
+    /// Whether OAuth tokens are refreshed (default `true`). With `false` no refresher runs and
+    /// nothing is sent to a token endpoint: refreshes the pools ask for stay pending under
+    /// their durable markers and are settled by the next start with refreshing on. For
+    /// read-mostly tools working on a stopped service's store.
+    pub fn refreshing(mut self, refreshing: bool) -> Self {
+        self.refreshing = refreshing;
+        self
+    }
+
     /// How [`PoolClient::with_recovery`] retries.
     pub fn recovery(mut self, config: RecoveryConfig) -> Self {
         self.recovery = config;
@@ -201,30 +220,36 @@ impl Builder {
     /// The store cannot be opened (e.g. another process holds the data dir) or an actor
     /// fails to start.
     pub async fn start(self) -> Result<Credpool, CredpoolError> {
-        let resumed_from_store;
-        let store: Arc<dyn Store> = match self.store {
-            StoreChoice::Memory => {
-                resumed_from_store = false;
-                Arc::new(MemoryStore::new())
-            }
-            StoreChoice::Dir(dir) => {
-                let store = SledStore::open(&dir)?;
-                resumed_from_store = !store.providers()?.is_empty();
-                Arc::new(store)
-            }
-            StoreChoice::Given(store) => {
-                resumed_from_store = !store.providers()?.is_empty();
-                store
-            }
-        };
-        let refresher = Refresher::start(
-            RefresherConfig {
-                providers: self.providers.clone(),
-                ..self.refresher
-            },
-            Arc::clone(&self.clock),
-        )
+        // Opening sled reads and recovers its log: blocking work, off the async threads.
+        let choice = self.store;
+        let (store, resumed_from_store) = blocking(move || {
+            let store: Arc<dyn Store> = match choice {
+                StoreChoice::Memory => Arc::new(MemoryStore::new()),
+                StoreChoice::Dir(dir) => Arc::new(SledStore::open(&dir)?),
+                StoreChoice::Given(store) => store,
+            };
+            let resumed = !store.providers()?.is_empty();
+            Ok::<_, StoreError>((store, resumed))
+        })
         .await?;
+        let refresher = if self.refreshing {
+            Some(
+                Refresher::start(
+                    RefresherConfig {
+                        providers: self.providers.clone(),
+                        ..self.refresher.clone()
+                    },
+                    Arc::clone(&self.clock),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let seam: Arc<dyn RefreshSeam> = match &refresher {
+            Some(refresher) => Arc::new(refresher.clone()),
+            None => Arc::new(Parked),
+        };
         let registry = match PoolRegistry::start(
             RegistryConfig {
                 providers: self.providers.clone(),
@@ -235,13 +260,15 @@ impl Builder {
             },
             Arc::clone(&store),
             Arc::clone(&self.clock),
-            Arc::new(refresher.clone()),
+            seam,
         )
         .await
         {
             Ok(registry) => registry,
             Err(error) => {
-                refresher.stop();
+                if let Some(refresher) = &refresher {
+                    refresher.stop();
+                }
                 return Err(error.into());
             }
         };
@@ -253,6 +280,7 @@ impl Builder {
             admin,
             registry,
             refresher,
+            settle_timeout: self.refresher.http_timeout + Duration::from_secs(1),
             store,
             providers: self.providers,
             clock: self.clock,
@@ -261,13 +289,39 @@ impl Builder {
     }
 }
 
+/// Runs blocking store work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Io(format!("store task failed: {error}")))?
+}
+
+/// The refresh seam of a tree started with `refreshing(false)`: tracks nothing, sends
+/// nothing, and leaves a requested refresh pending (its callback is dropped undelivered, so
+/// waiters time out and the pool's durable marker stays for the next start). Unlike
+/// `NoRefresher`, it never answers with a failure, which would bench the entry.
+#[derive(Debug)]
+struct Parked;
+
+impl RefreshSeam for Parked {
+    fn refresh(&self, request: RefreshRequest, done: RefreshCallback) {
+        tracing::debug!(provider = %request.provider, entry = %request.entry, "refreshing is off; refresh left to the next start");
+        drop(done);
+    }
+
+    fn track(&self, _update: TrackUpdate) {}
+}
+
 /// A running credpool: the store, the pools and the refresher. Clone the [`PoolClient`] into
 /// every worker; call [`Credpool::shutdown`] before the process ends.
 pub struct Credpool {
     client: PoolClient,
     admin: AdminClient,
     registry: PoolRegistry,
-    refresher: Refresher,
+    refresher: Option<Refresher>,
+    settle_timeout: Duration,
     store: Arc<dyn Store>,
     providers: ProviderRegistry,
     clock: Arc<dyn Clock>,
@@ -303,9 +357,9 @@ impl Credpool {
         &self.registry
     }
 
-    /// The refresher (its counters).
-    pub fn refresher(&self) -> &Refresher {
-        &self.refresher
+    /// The refresher (its counters); `None` when started with `refreshing(false)`.
+    pub fn refresher(&self) -> Option<&Refresher> {
+        self.refresher.as_ref()
     }
 
     /// The store the tree persists to.
@@ -328,18 +382,31 @@ impl Credpool {
         self.resumed_from_store
     }
 
-    /// Flushes every pool's write-behind, stops the pools and the refresher, and flushes
-    /// the store. Refreshes still in flight keep their durable markers (settled at the next
-    /// start, see `docs/SEMANTICS.md`).
+    /// Stops the tree without losing a rotation: the refresher starts no new exchange and
+    /// the exchanges in flight finish (bounded by the refresher's HTTP timeout + 1 s) and are
+    /// committed by their pools; then every pool flushes its write-behind and stops, the
+    /// refresher stops, and the store is flushed. An exchange still running after the bound
+    /// keeps its pool's durable marker and is settled at the next start (see
+    /// `docs/SEMANTICS.md`).
     ///
     /// # Errors
     /// A pool or the store failed to flush; the tree is stopped either way.
     pub async fn shutdown(self) -> Result<(), CredpoolError> {
+        if let Some(refresher) = &self.refresher
+            && !refresher.quiesce(self.settle_timeout).await
+        {
+            tracing::warn!(
+                "a token exchange was still running at shutdown; its pool's marker settles it at the next start"
+            );
+        }
         let pools = self.registry.shutdown().await;
-        self.refresher.stop();
-        let store = self.store.flush();
+        if let Some(refresher) = &self.refresher {
+            refresher.stop();
+        }
+        let store = Arc::clone(&self.store);
+        let flushed = blocking(move || store.flush()).await;
         pools?;
-        store?;
+        flushed?;
         Ok(())
     }
 }

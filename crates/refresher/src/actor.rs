@@ -126,6 +126,10 @@ enum RefresherMsg {
     Stats {
         reply: ractor::RpcReplyPort<RefresherStats>,
     },
+    /// Stop starting exchanges; answer once none is in flight.
+    Quiesce {
+        reply: ractor::RpcReplyPort<()>,
+    },
 }
 
 /// Counters of a refresher.
@@ -203,6 +207,9 @@ struct RefresherState {
     attempts: HashMap<Key, u32>,
     stats: RefresherStats,
     rng: SmallRng,
+    /// Set by [`Refresher::quiesce`]: no new exchange, no timer; answered when idle.
+    quiescing: bool,
+    quiesce_waiters: Vec<ractor::RpcReplyPort<()>>,
 }
 
 struct RefresherActor;
@@ -258,6 +265,13 @@ impl RefresherState {
         if let Some(waiting) = self.in_flight.get_mut(&key) {
             self.stats.joined += 1;
             waiting.push(done);
+            return;
+        }
+        if self.quiescing {
+            // Shutting down: the refresh token is not sent. The pool's durable in-flight
+            // marker stays, and the next start retries with the same, unspent token.
+            tracing::debug!(provider = %request.provider, entry = %request.entry, "refresher stopping; refresh left to the next start");
+            drop(done);
             return;
         }
         let client = match self.client_for(&request) {
@@ -341,11 +355,34 @@ impl RefresherState {
         for done in waiting {
             done.deliver(outcome.clone());
         }
+        self.answer_quiesce_if_idle();
+    }
+
+    /// Starts quiescing: timers are cancelled, no exchange starts; `reply` is answered once
+    /// the exchanges in flight have delivered their results.
+    fn quiesce(&mut self, reply: ractor::RpcReplyPort<()>) {
+        self.quiescing = true;
+        for (_, timer) in self.timers.drain() {
+            timer.handle.abort();
+        }
+        self.quiesce_waiters.push(reply);
+        self.answer_quiesce_if_idle();
+    }
+
+    fn answer_quiesce_if_idle(&mut self) {
+        if self.quiescing && self.in_flight.is_empty() {
+            for reply in self.quiesce_waiters.drain(..) {
+                let _ = reply.send(());
+            }
+        }
     }
 
     fn arm(&mut self, key: Key, generation: Generation, wait: Duration) {
         if let Some(old) = self.timers.remove(&key) {
             old.handle.abort();
+        }
+        if self.quiescing {
+            return;
         }
         let myself = self.myself.clone();
         let timer_key = key.clone();
@@ -449,6 +486,8 @@ impl Actor for RefresherActor {
             attempts: HashMap::new(),
             stats: RefresherStats::default(),
             rng: SmallRng::from_os_rng(),
+            quiescing: false,
+            quiesce_waiters: Vec::new(),
         })
     }
 
@@ -494,6 +533,7 @@ impl Actor for RefresherActor {
                 result,
                 elapsed,
             } => state.finish(key, generation, result, elapsed),
+            RefresherMsg::Quiesce { reply } => state.quiesce(reply),
             RefresherMsg::Stats { reply } => {
                 let mut stats = state.stats.clone();
                 stats.timers_armed = u64::try_from(state.timers.len()).unwrap_or(u64::MAX);
@@ -551,6 +591,24 @@ impl Refresher {
             })
             .map_err(|_| RefresherError::Stopped)?;
         receiver.await.map_err(|_| RefresherError::Stopped)
+    }
+
+    /// Prepares a clean stop: cancels every proactive timer, starts no new exchange (a
+    /// refresh asked for from now on is left to the next start, under the pool's durable
+    /// marker), and returns once the exchanges in flight have delivered their results to
+    /// their pools, or after `timeout`. Returns whether it settled in time.
+    pub async fn quiesce(&self, timeout: Duration) -> bool {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        if self
+            .actor
+            .send_message(RefresherMsg::Quiesce {
+                reply: sender.into(),
+            })
+            .is_err()
+        {
+            return true;
+        }
+        matches!(tokio::time::timeout(timeout, receiver).await, Ok(Ok(())))
     }
 
     /// Stops the refresher; exchanges in flight are abandoned (their entries keep their

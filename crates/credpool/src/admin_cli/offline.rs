@@ -44,11 +44,12 @@ pub async fn run(args: &AdminArgs) -> anyhow::Result<Value> {
         refresher = config.refresher.clone();
         allow_loopback |= config.allow_insecure_loopback;
     }
-    if !matches!(args.command, AdminCommand::Refresh { .. }) {
-        refresher.host_limit.max_requests = 0;
-    }
+    // Only `refresh` may reach a token endpoint; every other command runs without a
+    // refresher, so a due or empty token is neither refreshed nor benched.
+    let refreshing = matches!(args.command, AdminCommand::Refresh { .. });
     let pool = builder
         .refresher(refresher)
+        .refreshing(refreshing)
         .allow_insecure_loopback(allow_loopback)
         .start()
         .await
@@ -135,7 +136,10 @@ async fn command(
             for provider in &providers {
                 pools.push(json(&admin.stats(provider).await?)?);
             }
-            let refresher = pool.refresher().stats().await?;
+            let refresher = match pool.refresher() {
+                Some(refresher) => json(&refresher.stats().await?)?,
+                None => Value::Null,
+            };
             serde_json::json!({ "pools": pools, "refresher": refresher })
         }
         AdminCommand::Events { .. } => bail!("events need a running service"),
@@ -181,7 +185,9 @@ async fn refresh(pool: &Credpool, provider: &ProviderId, target: &str) -> anyhow
         );
     }
     let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
-    while pool.refresher().stats().await?.in_flight > 0 {
+    while let Some(refresher) = pool.refresher()
+        && refresher.stats().await?.in_flight > 0
+    {
         if tokio::time::Instant::now() >= deadline {
             bail!(
                 "a token exchange is still in flight after {} s",

@@ -138,7 +138,10 @@ async fn run_service(
     let state = api::ApiState {
         events,
         admin: pool.admin(),
-        refresher: pool.refresher().clone(),
+        refresher: pool
+            .refresher()
+            .cloned()
+            .context("the service runs with its refresher")?,
         token: Arc::new(token),
         clock: Arc::clone(pool.clock()),
         allow_insecure_loopback: config.allow_insecure_loopback,
@@ -168,30 +171,9 @@ async fn run_service(
         Ok(Err(error)) => tracing::warn!(%error, "admin server task failed"),
         Err(_) => tracing::warn!("connections still open after the drain timeout; closing"),
     }
-    settle_refreshes(pool, config.refresher.http_timeout + Duration::from_secs(1)).await;
+    // `Credpool::shutdown` (the caller's next step) lets exchanges in flight finish and be
+    // committed before the pools stop.
     Ok(())
-}
-
-/// Waits until no token exchange is in flight, at most `limit`.
-async fn settle_refreshes(pool: &Credpool, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let in_flight = match pool.refresher().stats().await {
-            Ok(stats) => stats.in_flight,
-            Err(_) => return,
-        };
-        if in_flight == 0 {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(
-                in_flight,
-                "token exchanges still in flight at shutdown; their markers are settled at the next start"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// SIGTERM and SIGINT, watched from the start of the process.
