@@ -37,11 +37,19 @@ pub fn build_http_client(timeout: Duration) -> Result<reqwest::Client, RefreshEr
         .map_err(|_| RefreshError::config(ConfigReason::HttpClient))
 }
 
-/// Checks a URL a refresh token may be sent to (or a discovery document read from).
+/// Checks a URL a refresh token may be sent to (or a discovery document read from): the one
+/// URL policy of credpool, used by the refresher before every exchange and by configuration
+/// and the admin API when a token endpoint is given, so a URL accepted there is one the
+/// refresher will use.
 ///
 /// Accepted: `https` URLs without user info, on `required_domain` or a subdomain of it when one
 /// is given. With `allow_insecure_loopback`, also `http`/`https` on `127.0.0.1`, `localhost`
 /// or `[::1]`, whatever the domain (tests point clients at a fake provider there).
+///
+/// # Errors
+/// [`RefreshError::Misconfigured`] with [`ConfigReason::InvalidUrl`] (unparsable, no host, or
+/// user info), [`ConfigReason::InsecureUrl`] (not https, and not an allowed loopback) or
+/// [`ConfigReason::DomainMismatch`] (outside `required_domain`).
 pub fn check_endpoint_url(
     raw: &str,
     required_domain: Option<&str>,

@@ -455,3 +455,44 @@ fn consumption_flags_follow_the_variant() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_zero_budget_sends_no_xai_discovery_either() {
+    use credpool_core::TokenEndpointSpec;
+    use credpool_test_support::FakeProvider;
+
+    use super::xai::XaiClient;
+    use super::{EndpointContext, build_http_client};
+
+    let fake = FakeProvider::start_default().await;
+    let clock = ManualClock::new(Timestamp::from_secs(1_800_000_000));
+    let limiter = HostRateLimiter::new(
+        Arc::new(clock.clone()),
+        HostRateLimit {
+            max_requests: 0,
+            window: Duration::from_secs(60),
+        },
+    );
+    let context = EndpointContext::new(
+        build_http_client(Duration::from_secs(1)).unwrap(),
+        Arc::new(clock),
+    )
+    .with_insecure_loopback(true)
+    .with_limiter(Arc::new(limiter));
+    let spec = TokenEndpointSpec {
+        urls: Vec::new(),
+        discovery_url: Some(fake.discovery_url()),
+        required_domain: Some("x.ai".to_owned()),
+        client_id: None,
+        json_body: false,
+    };
+    let client = XaiClient::new(&spec, context).unwrap();
+    let (_, token) = fake.grant("zero-budget");
+    let error = client.refresh(&token).await.unwrap_err();
+    assert!(
+        matches!(error, RefreshError::RateLimited { .. }),
+        "{error:?}"
+    );
+    assert_eq!(fake.discovery_requests(), 0);
+    assert_eq!(fake.token_requests(), 0);
+}

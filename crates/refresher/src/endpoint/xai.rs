@@ -8,7 +8,9 @@
 //! subdomain (the spec's `required_domain`), whether configured or discovered — a discovery
 //! document naming `https://evil.com` or `https://evilx.ai` is rejected; loopback http is
 //! allowed only with the context's test switch. A cached endpoint that answers 404 or a
-//! redirect is forgotten, so the next call discovers again.
+//! redirect is forgotten, so the next call discovers again. Discovery is a request to the
+//! provider's host like any other: it spends one unit of that host's budget, checked before
+//! anything is sent (a zero budget sends nothing at all).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -31,6 +33,15 @@ pub const DEFAULT_REQUIRED_DOMAIN: &str = "x.ai";
 
 /// The largest discovery document read.
 const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
+
+/// Returns the domain an xAI token endpoint must be on: the spec's `required_domain`, or
+/// [`DEFAULT_REQUIRED_DOMAIN`] when it names none. Configuration checks a `token_url` with the
+/// same domain (through [`http::check_endpoint_url`]).
+pub fn required_domain(spec: &TokenEndpointSpec) -> &str {
+    spec.required_domain
+        .as_deref()
+        .unwrap_or(DEFAULT_REQUIRED_DOMAIN)
+}
 
 /// The xAI token endpoint client.
 #[derive(Debug)]
@@ -58,10 +69,7 @@ impl XaiClient {
     /// `spec.urls` is used as the token endpoint directly; otherwise discovery finds it.
     pub fn new(spec: &TokenEndpointSpec, context: EndpointContext) -> Result<Self, RefreshError> {
         let provider = ProviderId::new(PROVIDER);
-        let required_domain = spec
-            .required_domain
-            .clone()
-            .unwrap_or_else(|| DEFAULT_REQUIRED_DOMAIN.to_owned());
+        let required_domain = required_domain(spec).to_owned();
         let discovery_url = http::check_endpoint_url(
             spec.discovery_url
                 .as_deref()
@@ -141,6 +149,10 @@ impl XaiClient {
 
     #[tracing::instrument(skip_all, fields(provider = %self.provider, host = self.discovery_url.host_str()))]
     async fn discover(&self) -> Result<ResolvedEndpoint, RefreshError> {
+        // The budget first: a spent (or zero) budget sends nothing, discovery included.
+        self.context
+            .limiter
+            .try_acquire(self.discovery_url.host_str().unwrap_or_default())?;
         let response = self
             .context
             .http
