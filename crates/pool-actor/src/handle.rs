@@ -4,6 +4,7 @@
 //! answers it from memory), every other call is bounded by the handle's `call_timeout`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use credpool_core::{Classification, EntryId, Generation, Outcome, ProviderId, Strategy};
@@ -12,7 +13,8 @@ use tokio::sync::oneshot;
 
 use crate::error::PoolError;
 use crate::events::EventStream;
-use crate::lease::{Grant, Lease, LeaseTicket};
+use crate::fast::Shared;
+use crate::lease::{Grant, Lease};
 use crate::messages::{NewEntry, PoolMsg, Reply, Target};
 use crate::view::{EntryView, PoolSnapshot, PoolStats};
 
@@ -21,6 +23,8 @@ use crate::view::{EntryView, PoolSnapshot, PoolStats};
 pub struct PoolHandle {
     provider: ProviderId,
     actor: ActorRef<PoolMsg>,
+    /// The actor's published snapshot: `select` reads it without a message.
+    shared: Arc<Shared>,
     call_timeout: Duration,
 }
 
@@ -36,11 +40,13 @@ impl PoolHandle {
     pub(crate) fn new(
         provider: ProviderId,
         actor: ActorRef<PoolMsg>,
+        shared: Arc<Shared>,
         call_timeout: Duration,
     ) -> Self {
         PoolHandle {
             provider,
             actor,
+            shared,
             call_timeout,
         }
     }
@@ -86,7 +92,16 @@ impl PoolHandle {
     }
 
     /// Leases a credential, for `model` when given (per-model benches apply).
+    ///
+    /// Without a model, a fill-first pool with a soft cap answers from the snapshot its actor
+    /// published, without a message; anything else is asked of the actor.
     pub async fn select(&self, model: Option<&str>) -> Result<Lease, PoolError> {
+        if model.is_none()
+            && matches!(self.actor.get_status(), ractor::ActorStatus::Running)
+            && let Some(grant) = self.shared.try_select()
+        {
+            return Ok(self.lease(grant));
+        }
         let model = model.map(str::to_owned);
         let grant = self
             .ask(|reply| PoolMsg::Select { model, reply }, None)
@@ -168,8 +183,12 @@ impl PoolHandle {
         });
     }
 
-    pub(crate) fn release_ticket(&self, ticket: LeaseTicket) {
-        let _ = self.actor.send_message(PoolMsg::Release { ticket });
+    /// Tells the actor a lease came back when it has strict-cap waiters to serve (the lease
+    /// has already given its count back).
+    pub(crate) fn lease_returned(&self) {
+        if self.shared.notify_release() {
+            let _ = self.actor.send_message(PoolMsg::Release);
+        }
     }
 
     /// Tells the pool a proactive refresh of (entry, generation) is due. Used by refreshers.

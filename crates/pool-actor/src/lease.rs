@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use credpool_core::{CredentialKind, EntryId, Generation, ProviderId, Secret};
 
+use crate::fast::Counters;
 use crate::handle::PoolHandle;
 
 /// What names a lease in reports: which entry, at which token generation.
@@ -26,11 +27,15 @@ pub(crate) struct Grant {
     pub(crate) secret: Secret,
     pub(crate) base_url: Option<Arc<str>>,
     pub(crate) kind: CredentialKind,
+    /// The entry's lease count; the lease gives its count back here when dropped.
+    pub(crate) counters: Arc<Counters>,
 }
 
 /// A credential on loan from a pool.
 ///
-/// Dropping it returns it (a lease counts against its entry's concurrency cap until then).
+/// Dropping it returns it (a lease counts against its entry's concurrency cap until then):
+/// the count is given back at once, without a message to the pool unless the pool parks
+/// strict-cap waiters.
 /// Reporting an outcome through the pool consumes it.
 pub struct Lease {
     pub(crate) grant: Grant,
@@ -100,7 +105,8 @@ impl fmt::Debug for Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
-            pool.release_ticket(self.grant.ticket);
+            self.grant.counters.release();
+            pool.lease_returned();
         }
     }
 }

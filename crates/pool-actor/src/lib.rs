@@ -19,6 +19,7 @@
 mod clock;
 mod error;
 mod events;
+mod fast;
 mod handle;
 mod lease;
 mod messages;

@@ -4,12 +4,14 @@
 //! callers use [`crate::PoolHandle`] and [`crate::PoolRegistry`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use credpool_core::{Classification, EntryKind, Outcome, ProviderId, SecretSource, Strategy};
 use ractor::{ActorRef, RpcReplyPort};
 
 use crate::error::PoolError;
 use crate::events::EventStream;
+use crate::fast::Shared;
 use crate::lease::{Grant, LeaseTicket};
 use crate::refresh::RefreshResult;
 use crate::view::{EntryView, PoolSnapshot, PoolStats, ProviderSummary};
@@ -81,10 +83,8 @@ pub(crate) enum PoolMsg {
         model: Option<String>,
         reply: Option<Reply<()>>,
     },
-    /// Returns a lease.
-    Release {
-        ticket: LeaseTicket,
-    },
+    /// A lease came back (it already gave its count back); serves strict-cap waiters.
+    Release,
     /// A refresh this pool started has finished.
     RefreshFinished {
         entry: EntryId,
@@ -151,7 +151,7 @@ pub(crate) enum RegistryMsg {
     /// Returns (spawning if needed) the pool actor of a provider.
     GetPool {
         provider: ProviderId,
-        reply: Reply<ActorRef<PoolMsg>>,
+        reply: Reply<(ActorRef<PoolMsg>, Arc<Shared>)>,
     },
     /// Lists the running pools.
     ListProviders { reply: Reply<Vec<ProviderSummary>> },

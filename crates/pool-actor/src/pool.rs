@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::PoolError;
 use crate::events::{PoolEvent, Subscribers};
+use crate::fast::{Counters, FastEntry, FastSnapshot, Shared};
 use crate::handle::PoolHandle;
 use crate::lease::{Grant, LeaseTicket};
 use crate::messages::{NewEntry, PoolMsg, Reply, Target};
@@ -94,6 +95,8 @@ pub(crate) struct PoolArgs {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) refresher: Arc<dyn RefreshSeam>,
+    /// Published snapshot, lease ids and the current entry, shared with the handles.
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// The actor; its state is [`PoolState`].
@@ -102,7 +105,8 @@ pub(crate) struct PoolActor;
 /// One entry and what the pool keeps beside it.
 struct Slot {
     entry: Entry,
-    leases: u32,
+    /// Lease count and fast-path usage, shared with leases and the published snapshot.
+    counters: Arc<Counters>,
     /// Cached so a grant does not allocate.
     label: Arc<str>,
     base_url: Option<Arc<str>>,
@@ -114,16 +118,16 @@ impl Slot {
         let base_url = entry.base_url.as_deref().map(Arc::from);
         Slot {
             entry,
-            leases: 0,
+            counters: Arc::default(),
             label,
             base_url,
         }
     }
 
     fn replace(&mut self, entry: Entry) {
-        let leases = self.leases;
+        let counters = Arc::clone(&self.counters);
         *self = Slot::new(entry);
-        self.leases = leases;
+        self.counters = counters;
     }
 }
 
@@ -159,8 +163,10 @@ pub(crate) struct PoolState {
     index: EntryIndex,
     strategy: Strategy,
     strategy_state: StrategyState,
-    current: Option<EntryId>,
-    next_lease_id: u64,
+    /// Shared with the handles: the fast path's snapshot, lease ids, the current entry.
+    shared: Arc<Shared>,
+    /// Something `Select` depends on changed since the last published snapshot.
+    snapshot_stale: bool,
     refreshing: HashMap<EntryId, InFlight>,
     /// Entries whose counters changed since the last write-behind.
     dirty: HashSet<EntryId>,
@@ -254,8 +260,8 @@ impl Actor for PoolActor {
             strategy_state: StrategyState {
                 round_robin_cursor: cursor,
             },
-            current: None,
-            next_lease_id: 1,
+            shared: args.shared,
+            snapshot_stale: true,
             refreshing: HashMap::new(),
             dirty: HashSet::new(),
             provider_state_dirty: false,
@@ -321,6 +327,7 @@ impl Actor for PoolActor {
             }
             state.start_refresh(entry, None, after_interruption).await;
         }
+        state.publish_snapshot();
         Ok(state)
     }
 
@@ -343,6 +350,8 @@ impl Actor for PoolActor {
         message: PoolMsg,
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
+        // The hot messages are answered inline; the rest run in a boxed future so that this
+        // one stays small (ractor moves it on every message).
         match message {
             PoolMsg::Select { model, reply } => match state.select(model.as_deref()) {
                 Ok(grant) => {
@@ -350,11 +359,30 @@ impl Actor for PoolActor {
                 }
                 Err(error) => state.wait_or_refuse(model, reply, error),
             },
-            PoolMsg::Release { ticket } => state.release(ticket),
+            // The lease already gave its count back; only strict-cap waiters need serving.
+            PoolMsg::Release => state.serve_cap_waiters(),
+            other => Box::pin(state.handle_other(other)).await?,
+        }
+        if state.snapshot_stale {
+            state.publish_snapshot();
+        }
+        Ok(())
+    }
+}
+
+impl PoolState {
+    async fn handle_other(&mut self, message: PoolMsg) -> Result<(), ActorProcessingErr> {
+        let state = self;
+        if message_shows_usage(&message) {
+            state.fold_fast_usage();
+        }
+        match message {
+            PoolMsg::Select { .. } | PoolMsg::Release => {}
             PoolMsg::Current { reply } => {
                 let now = state.clock.now();
                 let view = state
-                    .current
+                    .shared
+                    .current()
                     .and_then(|id| state.index.get(&id).copied())
                     .map(|i| state.view(i, now));
                 let _ = reply.send(Ok(view));
@@ -452,11 +480,57 @@ impl Actor for PoolActor {
     }
 }
 
+/// Messages whose answers or effects show usage counters (the fast path's are folded first).
+fn message_shows_usage(message: &PoolMsg) -> bool {
+    matches!(
+        message,
+        PoolMsg::Current { .. }
+            | PoolMsg::Snapshot { .. }
+            | PoolMsg::Stats { .. }
+            | PoolMsg::AddEntry { .. }
+            | PoolMsg::RemoveEntry { .. }
+            | PoolMsg::ResetEntry { .. }
+            | PoolMsg::RefreshEntry { .. }
+            | PoolMsg::MoveEntry { .. }
+            | PoolMsg::SetStrategy { .. }
+    )
+}
+
 fn needs_first_token(entry: &Entry) -> bool {
     !entry.status.is_dead()
         && entry.oauth().is_some_and(|tokens| {
             tokens.access.is_empty() && tokens.refresh.as_ref().is_some_and(|r| !r.is_empty())
         })
+}
+
+/// What the fast path sees of a slot; `None` for entries no `Select` can pick until the actor
+/// changes them (dead, or without a secret yet).
+fn fast_entry(slot: &Slot) -> Option<FastEntry> {
+    let entry = &slot.entry;
+    if entry.request_secret().is_empty() {
+        return None;
+    }
+    let (status_ready_from, revive_first) = match &entry.status {
+        Status::Ok => (Timestamp(i64::MIN), false),
+        Status::CoolingDown { until, .. } => (*until, true),
+        Status::Dead { .. } => return None,
+    };
+    let ready_from = entry
+        .model_cooldowns
+        .values()
+        .copied()
+        .fold(status_ready_from, Timestamp::max);
+    Some(FastEntry {
+        id: entry.id,
+        generation: entry.generation,
+        label: Arc::clone(&slot.label),
+        secret: entry.request_secret().clone(),
+        base_url: slot.base_url.clone(),
+        kind: entry.credential_kind(),
+        counters: Arc::clone(&slot.counters),
+        ready_from,
+        revive_first,
+    })
 }
 
 fn track_update(provider: &ProviderId, entry: &Entry) -> TrackUpdate {
@@ -484,6 +558,7 @@ impl PoolState {
         PoolHandle::new(
             self.provider.clone(),
             self.myself.clone(),
+            Arc::clone(&self.shared),
             self.config.call_timeout,
         )
     }
@@ -497,6 +572,44 @@ impl PoolState {
             .enumerate()
             .map(|(i, slot)| (slot.entry.id, i))
             .collect();
+        self.publish_snapshot();
+    }
+
+    /// Publishes what the fast path may pick from (see [`crate::fast`]); called after every
+    /// change `Select` depends on and before the reply to the message that caused it.
+    fn publish_snapshot(&mut self) {
+        self.snapshot_stale = false;
+        let enabled =
+            self.strategy == Strategy::FillFirst && matches!(self.config.cap_mode, CapMode::Soft);
+        let entries = if enabled {
+            self.slots.iter().filter_map(fast_entry).collect()
+        } else {
+            Vec::new()
+        };
+        self.shared.publish(
+            FastSnapshot {
+                enabled,
+                max_leases: self.config.max_leases_per_entry.max(1),
+                entries,
+            },
+            matches!(self.config.cap_mode, CapMode::Strict { .. }),
+        );
+    }
+
+    /// Folds the fast path's selections into the entries' usage (marking them for
+    /// write-behind) and its count into the stats.
+    fn fold_fast_usage(&mut self) {
+        let mut touched = Vec::new();
+        for slot in &mut self.slots {
+            if let Some((count, last_used)) = slot.counters.take_fast_usage() {
+                let usage = &mut slot.entry.usage;
+                usage.selections += count;
+                usage.last_used_at =
+                    Some(usage.last_used_at.map_or(last_used, |at| at.max(last_used)));
+                touched.push(slot.entry.id);
+            }
+        }
+        self.dirty.extend(touched);
     }
 
     fn publish(&mut self, event: PoolEvent) {
@@ -507,7 +620,7 @@ impl PoolState {
 
     fn view(&self, i: usize, now: Timestamp) -> EntryView {
         let slot = &self.slots[i];
-        EntryView::of(&slot.entry, i, slot.leases, now)
+        EntryView::of(&slot.entry, i, slot.counters.leases(), now)
     }
 
     // ---------------------------------------------------------------- selection
@@ -530,7 +643,7 @@ impl PoolState {
                 let slot = &slots[i];
                 slot.entry.is_available_at(now, model).then_some(Candidate {
                     uses: slot.entry.usage.selections,
-                    leases: slot.leases,
+                    leases: slot.counters.leases(),
                     weight: slot.entry.weight,
                 })
             },
@@ -556,16 +669,17 @@ impl PoolState {
             slot.entry.status = Status::Ok;
             tracing::info!(provider = %provider, entry = %slot.entry.id, "cooldown over; entry back in rotation");
             let entry = slot.entry.id;
+            self.snapshot_stale = true;
             self.publish(PoolEvent::Revived { provider, entry });
         }
         let slot = &mut self.slots[i];
-        slot.leases += 1;
+        slot.counters.acquire();
         slot.entry.usage.selections += 1;
         slot.entry.usage.last_used_at = Some(now);
         let id = slot.entry.id;
         let grant = Grant {
             ticket: LeaseTicket {
-                lease_id: self.next_lease_id,
+                lease_id: self.shared.next_lease_id(),
                 entry: id,
                 generation: slot.entry.generation,
             },
@@ -573,9 +687,9 @@ impl PoolState {
             secret: slot.entry.request_secret().clone(),
             base_url: slot.base_url.clone(),
             kind: slot.entry.credential_kind(),
+            counters: Arc::clone(&slot.counters),
         };
-        self.next_lease_id += 1;
-        self.current = Some(id);
+        self.shared.set_current(Some(id));
         self.stats.selections += 1;
         self.last_exhausted_log = None;
         self.mark_dirty(id);
@@ -669,8 +783,7 @@ impl PoolState {
 
     fn release(&mut self, ticket: LeaseTicket) {
         if let Some(&i) = self.index.get(&ticket.entry) {
-            let slot = &mut self.slots[i];
-            slot.leases = slot.leases.saturating_sub(1);
+            self.slots[i].counters.release();
         }
         self.serve_cap_waiters();
     }
@@ -969,6 +1082,7 @@ impl PoolState {
             }
             self.refresher.track(update);
         }
+        self.publish_snapshot();
         Ok(())
     }
 
@@ -985,7 +1099,8 @@ impl PoolState {
 
     async fn try_refresh_current(&mut self, reply: Reply<Grant>) {
         let target = self
-            .current
+            .shared
+            .current()
             .filter(|id| self.index.contains_key(id))
             .or_else(|| {
                 self.slots
@@ -1158,6 +1273,7 @@ impl PoolState {
                         let new_generation = updated.generation;
                         self.dirty.remove(&entry);
                         self.slots[i].replace(updated);
+                        self.publish_snapshot();
                         self.stats.refreshes_succeeded += 1;
                         tracing::info!(provider = %self.provider, entry = %entry, generation = %new_generation, "tokens rotated and stored");
                         self.refresher
@@ -1233,6 +1349,7 @@ impl PoolState {
                     tracing::error!(provider = %self.provider, entry = %entry, %error, "could not store the dead status");
                 }
                 self.slots[i].replace(updated);
+                self.publish_snapshot();
                 self.refresher
                     .track(track_update(&self.provider, &self.slots[i].entry));
                 self.publish(PoolEvent::RefreshFailed {
@@ -1302,6 +1419,7 @@ impl PoolState {
         };
         let id = entry.id;
         let update = track_update(&self.provider, entry);
+        self.publish_snapshot();
         self.refresher.track(update);
         self.publish(PoolEvent::Dead {
             provider: self.provider.clone(),
@@ -1328,6 +1446,7 @@ impl PoolState {
     // ---------------------------------------------------------------- write-behind
 
     async fn write_behind(&mut self, flush: bool) -> Result<(), PoolError> {
+        self.fold_fast_usage();
         let mut batch: Vec<Change> = self
             .dirty
             .drain()
@@ -1418,7 +1537,12 @@ impl PoolState {
             };
             *stats.entries_by_status.entry(name.to_owned()).or_default() += 1;
         }
-        stats.leases_held = self.slots.iter().map(|s| u64::from(s.leases)).sum();
+        stats.leases_held = self
+            .slots
+            .iter()
+            .map(|s| u64::from(s.counters.leases()))
+            .sum();
+        stats.selections += self.shared.fast_selections();
         stats
     }
 
@@ -1486,8 +1610,8 @@ impl PoolState {
         self.slots.remove(i);
         self.sort_slots();
         self.dirty.remove(&id);
-        if self.current == Some(id) {
-            self.current = None;
+        if self.shared.current() == Some(id) {
+            self.shared.set_current(None);
         }
         self.refresher.track(TrackUpdate {
             provider: self.provider.clone(),
@@ -1577,6 +1701,8 @@ impl PoolState {
         }])
         .await?;
         self.strategy = strategy;
+        self.fold_fast_usage();
+        self.publish_snapshot();
         tracing::info!(provider = %self.provider, strategy = strategy.as_str(), "strategy set");
         Ok(())
     }

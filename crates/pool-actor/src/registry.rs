@@ -21,6 +21,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 
 use crate::error::PoolError;
+use crate::fast::Shared;
 use crate::handle::PoolHandle;
 use crate::messages::{RegistryMsg, Reply};
 use crate::pool::{PoolActor, PoolArgs, PoolConfig};
@@ -66,6 +67,8 @@ struct RegistryArgs {
 
 struct RunningPool {
     actor: ActorRef<crate::messages::PoolMsg>,
+    /// The fast path of this actor's run (a restarted actor gets a new one).
+    shared: Arc<Shared>,
     restarts: VecDeque<Timestamp>,
 }
 
@@ -94,10 +97,11 @@ impl RegistryState {
         myself: &ActorRef<RegistryMsg>,
         provider: &ProviderId,
         restarts: VecDeque<Timestamp>,
-    ) -> Result<ActorRef<crate::messages::PoolMsg>, PoolError> {
+    ) -> Result<(ActorRef<crate::messages::PoolMsg>, Arc<Shared>), PoolError> {
         let Some(spec) = self.args.config.providers.get(provider) else {
             return Err(PoolError::UnknownProvider(provider.clone()));
         };
+        let shared = Arc::new(Shared::new(Arc::clone(&self.args.clock)));
         let args = PoolArgs {
             provider: provider.clone(),
             spec,
@@ -105,6 +109,7 @@ impl RegistryState {
             store: Arc::clone(&self.args.store),
             clock: Arc::clone(&self.args.clock),
             refresher: Arc::clone(&self.args.refresher),
+            shared: Arc::clone(&shared),
         };
         let (actor, _join) = Actor::spawn_linked(None, PoolActor, args, myself.get_cell())
             .await
@@ -117,19 +122,20 @@ impl RegistryState {
             provider.clone(),
             RunningPool {
                 actor: actor.clone(),
+                shared: Arc::clone(&shared),
                 restarts,
             },
         );
-        Ok(actor)
+        Ok((actor, shared))
     }
 
     async fn get_pool(
         &mut self,
         myself: &ActorRef<RegistryMsg>,
         provider: &ProviderId,
-    ) -> Result<ActorRef<crate::messages::PoolMsg>, PoolError> {
+    ) -> Result<(ActorRef<crate::messages::PoolMsg>, Arc<Shared>), PoolError> {
         if let Some(running) = self.pools.get(provider) {
-            return Ok(running.actor.clone());
+            return Ok((running.actor.clone(), Arc::clone(&running.shared)));
         }
         if let Some(reason) = self.given_up.get(provider) {
             tracing::debug!(provider = %provider, reason = %reason, "pool is down");
@@ -207,6 +213,7 @@ impl Actor for RegistryActor {
                             PoolHandle::new(
                                 id.clone(),
                                 running.actor.clone(),
+                                Arc::clone(&running.shared),
                                 Duration::from_secs(5),
                             ),
                         )
@@ -354,13 +361,13 @@ impl PoolRegistry {
     pub async fn pool(&self, provider: &ProviderId) -> Result<PoolHandle, PoolError> {
         let provider = provider.clone();
         let call_timeout = self.call_timeout;
-        let actor = self
+        let (actor, shared) = self
             .ask(|reply| RegistryMsg::GetPool {
                 provider: provider.clone(),
                 reply,
             })
             .await?;
-        Ok(PoolHandle::new(provider, actor, call_timeout))
+        Ok(PoolHandle::new(provider, actor, shared, call_timeout))
     }
 
     /// Lists running pools.
