@@ -12,9 +12,14 @@
 //! - Nothing leaves the machine: every endpoint is `127.0.0.1`.
 //! - With `--json` the last line of stdout is one JSON object; progress goes to stderr.
 //! - A second run on the same data dir starts from the stored pool (grants, cooldowns,
-//!   counters) and says so. The fake provider's token book is saved beside the store
-//!   (`demo-fake-provider.json`, mode 0600; it holds only the fake's tokens) and the fake
-//!   binds the same port again, so the stored refresh tokens and endpoints stay valid.
+//!   counters) and says so. The fake provider saves its token book beside the store after
+//!   every redemption, before it answers (`demo-fake-tokens.json`, mode 0600; only the fake's
+//!   tokens), the demo saves the fake's address and API keys (`demo-fake-provider.json`,
+//!   0600), and the fake binds the same port again: the stored refresh tokens and endpoints
+//!   stay valid even when a run is killed.
+//! - The store is opened first, so a data dir held by another process is reported as locked.
+//! - A worker is failed when its last request ended in an unrecovered error; workers are
+//!   stopped by a signal and joined, so the count is exact.
 //! - No secret is printed: tables show labels and fingerprints. Logs (stderr) are off unless
 //!   `RUST_LOG` is set; at any level they carry no secret (`tests/secret_canary.rs` runs the
 //!   demo at `trace` and looks for every token the fake issued).
@@ -32,7 +37,7 @@ use anyhow::{Context, bail};
 use credpool::{
     ClientError, Clock, CooldownConfig, Credpool, EntryView, NewEntry, PoolClient, PoolConfig,
     PoolEvent, ProviderId, ProviderRegistry, RecoveryConfig, RefresherConfig, RequestFailure,
-    Secret, Strategy, SystemClock, api_key_entry, oauth_entry,
+    Secret, SledStore, StoreError, Strategy, SystemClock, api_key_entry, oauth_entry,
 };
 use credpool_test_support::{ApiKeyMode, FakeProvider, FakeProviderConfig, FakeState, TokenFault};
 use rand::Rng;
@@ -64,6 +69,9 @@ const REFRESH_FAILED_COOLDOWN: Duration = Duration::from_secs(5);
 /// demo's live 8 s and are force-expired every 4 s).
 const REFRESH_LOOP_GUARD: Duration = Duration::from_secs(1);
 const FAKE_STATE_FILE: &str = "demo-fake-provider.json";
+const FAKE_TOKENS_FILE: &str = "demo-fake-tokens.json";
+/// How long stopping workers get to finish the request they are in.
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 const OPENAI_KEYS: [&str; 3] = ["openai-key-1", "openai-key-2", "openai-key-3"];
 const XAI_GRANTS: [&str; 3] = ["xai-main", "xai-second", "xai-backup"];
 
@@ -75,13 +83,13 @@ fn openai() -> ProviderId {
     ProviderId::new("openai")
 }
 
-/// What the demo saves beside the store for the next run.
+/// What the demo saves beside the store for the next run (the fake saves its token book
+/// itself, in `FAKE_TOKENS_FILE`).
 #[derive(Serialize, Deserialize)]
 struct SavedFake {
     addr: SocketAddr,
     /// The API keys' secrets by label (fake keys, minted by the first run).
     keys: BTreeMap<String, String>,
-    state: FakeState,
 }
 
 /// Counters the workers and the fault task share.
@@ -184,14 +192,31 @@ impl Progress {
 
 async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(args.json);
+    // The store first: a data dir another process holds is reported as locked.
+    let dir = args.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
+        .await
+        .context("opening the store")?
+        .map_err(|error| match error {
+            StoreError::Locked { path } => anyhow::anyhow!(
+                "store at {path} is locked: another process holds it (another demo, or a \
+                 `credpool serve` on this data dir?)"
+            ),
+            other => anyhow::Error::new(other)
+                .context(format!("opening the store in {}", args.data_dir.display())),
+        })?;
     let state_path = args.data_dir.join(FAKE_STATE_FILE);
-    let saved = read_saved(&state_path)?;
+    let tokens_path = args.data_dir.join(FAKE_TOKENS_FILE);
+    let saved = read_json::<SavedFake>(&state_path)?;
+    let tokens = read_json::<FakeState>(&tokens_path)?;
+    let fake_saved = saved.is_some() && tokens.is_some();
 
-    // The fake first: the stored entries point at its address.
+    // Then the fake: the stored entries point at its address.
     let fake = FakeProvider::try_start(FakeProviderConfig {
         access_token_lifetime: ACCESS_LIFETIME,
         bind: saved.as_ref().map(|s| s.addr),
-        restore: saved.as_ref().map(|s| s.state.clone()),
+        restore: tokens,
+        persist: Some(tokens_path),
         ..FakeProviderConfig::default()
     })
     .await
@@ -205,7 +230,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })?;
 
     let pool = Credpool::builder()
-        .data_dir(&args.data_dir)
+        .store(Arc::new(store))
         .providers(demo_providers(&fake))
         .pool(xai(), demo_pool_config())
         .pool(openai(), demo_pool_config())
@@ -225,11 +250,11 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the pool in {}", args.data_dir.display()))?;
 
     let resumed = pool.resumed_from_store();
-    if resumed && saved.is_none() {
+    if resumed && !fake_saved {
         let _ = pool.shutdown().await;
         bail!(
-            "{} holds a credential pool that the demo did not create (no {FAKE_STATE_FILE}); \
-             run the demo with another --data-dir",
+            "{} holds a credential pool without the demo's fake-provider state \
+             ({FAKE_STATE_FILE}, {FAKE_TOKENS_FILE}); run the demo with another --data-dir",
             args.data_dir.display()
         );
     }
@@ -255,8 +280,10 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
             keys
         }
     };
-    // Saved now too, so a run that is killed can still be resumed.
+    // Saved now, so a run that is killed can still be resumed (the fake saves every
+    // rotation itself).
     save_fake(&state_path, &fake, &keys)?;
+    fake.persist_state();
     progress.line(&format!(
         "fake xAI and OpenAI on http://{}; {} workers of each kind for {} s",
         fake.addr(),
@@ -273,6 +300,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.duration);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let tally = Arc::new(Tally::default());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -301,6 +329,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 http.clone(),
                 Arc::clone(&tally),
                 deadline,
+                stopping.clone(),
             )));
         }
     }
@@ -313,10 +342,13 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(2)
     });
     ticker.tick().await;
+    // One Ctrl-C future for the whole run, so a signal during a status update is not lost.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => break,
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut interrupted => {
                 progress.line("interrupted: stopping the workers and flushing the store");
                 break;
             }
@@ -326,11 +358,17 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     faults.abort();
+    let _ = stop.send(true);
     let mut failed_workers = 0u64;
-    for handle in workers {
-        handle.abort();
-        if let Ok(false) = handle.await {
-            failed_workers += 1;
+    for mut handle in workers {
+        match tokio::time::timeout(WORKER_STOP_TIMEOUT, &mut handle).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false) | Err(_)) => failed_workers += 1,
+            Err(_) => {
+                // Stuck in a request: that is a failed worker too.
+                handle.abort();
+                failed_workers += 1;
+            }
         }
     }
     watcher.abort();
@@ -349,6 +387,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let views = all_entries(&pool).await;
     pool.shutdown().await.context("flushing the store")?;
     save_fake(&state_path, &fake, &keys)?;
+    fake.persist_state();
 
     if args.json {
         print_table(&mut std::io::stderr(), &summary, &views);
@@ -414,7 +453,7 @@ async fn seed(pool: &Credpool, fake: &FakeProvider) -> anyhow::Result<BTreeMap<S
     Ok(keys)
 }
 
-fn read_saved(path: &Path) -> anyhow::Result<Option<SavedFake>> {
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -424,7 +463,7 @@ fn read_saved(path: &Path) -> anyhow::Result<Option<SavedFake>> {
     }
 }
 
-/// Writes the fake's state atomically with mode 0600.
+/// Writes the fake's address and keys atomically with mode 0600.
 fn save_fake(
     path: &Path,
     fake: &FakeProvider,
@@ -433,7 +472,6 @@ fn save_fake(
     let saved = SavedFake {
         addr: fake.addr(),
         keys: keys.clone(),
-        state: fake.export_state(),
     };
     let bytes = serde_json::to_vec(&saved)?;
     let tmp = path.with_extension("json.tmp");
@@ -464,9 +502,11 @@ async fn worker(
     http: reqwest::Client,
     tally: Arc<Tally>,
     deadline: tokio::time::Instant,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     let mut last_ok = true;
-    while tokio::time::Instant::now() < deadline {
+    let running = || tokio::time::Instant::now() < deadline && !*stopping.borrow();
+    while running() {
         tally.requests.fetch_add(1, Ordering::Relaxed);
         last_ok = loop {
             let result = client
@@ -490,7 +530,7 @@ async fn worker(
                         .map(|at| at.since(SystemClock.now()))
                         .unwrap_or(Duration::from_secs(1))
                         .clamp(Duration::from_millis(100), Duration::from_secs(5));
-                    if tokio::time::Instant::now() + wait >= deadline {
+                    if tokio::time::Instant::now() + wait >= deadline || !running() {
                         tally.unrecovered.fetch_add(1, Ordering::Relaxed);
                         break false;
                     }

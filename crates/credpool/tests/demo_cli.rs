@@ -93,7 +93,7 @@ fn a_data_dir_in_use_is_reported() {
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(
-        stderr.contains("locked") || stderr.contains("in use"),
+        stderr.contains("is locked: another process holds it"),
         "unexpected error: {stderr}"
     );
 }

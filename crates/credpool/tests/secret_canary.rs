@@ -18,11 +18,14 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_credpool");
 
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// Every secret the demo's fake provider knows: API keys, access and refresh tokens.
 fn demo_secrets(data: &Path) -> Vec<String> {
-    let saved: Value =
-        serde_json::from_slice(&std::fs::read(data.join("demo-fake-provider.json")).unwrap())
-            .unwrap();
+    let saved = read_json(&data.join("demo-fake-provider.json"));
+    let tokens = read_json(&data.join("demo-fake-tokens.json"));
     let mut secrets: Vec<String> = saved["keys"]
         .as_object()
         .unwrap()
@@ -30,13 +33,7 @@ fn demo_secrets(data: &Path) -> Vec<String> {
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     for book in ["refresh_tokens", "access_tokens"] {
-        secrets.extend(
-            saved["state"]["ledger"][book]
-                .as_object()
-                .unwrap()
-                .keys()
-                .cloned(),
-        );
+        secrets.extend(tokens["ledger"][book].as_object().unwrap().keys().cloned());
     }
     secrets
 }
@@ -118,6 +115,11 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
             &String::from_utf8_lossy(&output.stdout),
             &secrets,
         );
+        assert_clean(
+            "offline admin log",
+            &String::from_utf8_lossy(&output.stderr),
+            &secrets,
+        );
     }
 
     // 3. A service at TRACE over the same store: its admin API and metrics. Its xAI token
@@ -145,7 +147,7 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let service = Service(child);
-    {
+    let log_reader = {
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -153,8 +155,8 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
                 log.push_str(&line);
                 log.push('\n');
             }
-        });
-    }
+        })
+    };
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -205,6 +207,8 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
     assert!(answers.contains("openai-key-1"), "entries were read");
     assert_clean("admin API answers and metrics", &answers, &secrets);
     drop(service);
+    // The reader ends when the killed service's stderr closes: the log is complete.
+    log_reader.join().unwrap();
     assert_clean("the service's log", &log.lock().unwrap(), &secrets);
 
     // 4. Debug output and a forced panic, in process.

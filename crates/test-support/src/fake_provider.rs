@@ -141,14 +141,27 @@ pub struct FakeProviderConfig {
     pub bind: Option<SocketAddr>,
     /// A saved state to start from ([`FakeProvider::export_state`]).
     pub restore: Option<FakeState>,
+    /// When set, the fake writes its state (JSON, mode 0600) to this file after every
+    /// redemption, before it answers, as a real provider never forgets a rotation it made.
+    pub persist: Option<std::path::PathBuf>,
 }
 
 /// What a fake provider saves between runs: its token book and its API keys. It holds the
-/// fake's tokens in clear; callers store it with owner-only permissions.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+/// fake's tokens in clear; callers store it with owner-only permissions. `Debug` shows counts
+/// only.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FakeState {
     ledger: ledger::LedgerState,
     api_keys: Vec<(String, ApiKeyMode)>,
+}
+
+impl std::fmt::Debug for FakeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeState")
+            .field("ledger", &self.ledger)
+            .field("api_keys", &self.api_keys.len())
+            .finish()
+    }
 }
 
 impl Default for FakeProviderConfig {
@@ -163,6 +176,7 @@ impl Default for FakeProviderConfig {
             clock: Arc::new(SystemClock),
             bind: None,
             restore: None,
+            persist: None,
         }
     }
 }
@@ -212,6 +226,8 @@ struct Shared {
     discovery_override: Mutex<Option<String>>,
     last_token_request: Mutex<Option<TokenRequestRecord>>,
     counters: Counters,
+    /// Serialises writes of the persisted state, so an older state never overwrites a newer.
+    persist_lock: Mutex<()>,
 }
 
 /// Locks a mutex, ignoring poisoning: a panicking test thread must not cascade.
@@ -220,6 +236,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn export(&self) -> FakeState {
+        FakeState {
+            ledger: lock(&self.ledger).export(),
+            api_keys: lock(&self.api_keys)
+                .iter()
+                .map(|(key, mode)| (key.clone(), *mode))
+                .collect(),
+        }
+    }
+
+    /// Writes the state to `config.persist` (atomically, 0600) when set. Synchronous on
+    /// purpose: the answer that follows must never be ahead of what is saved.
+    fn persist(&self) {
+        let Some(path) = &self.config.persist else {
+            return;
+        };
+        let _order = lock(&self.persist_lock);
+        let written = serde_json::to_vec(&self.export())
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_private(path, &bytes));
+        if let Err(error) = written {
+            tracing::warn!(path = %path.display(), %error, "fake provider could not save its state");
+        }
+    }
+
     fn next_fault(&self) -> Option<TokenFault> {
         let mut plan = lock(&self.faults);
         plan.queue.pop_front().or_else(|| plan.sticky.clone())
@@ -284,6 +325,7 @@ impl FakeProvider {
             discovery_override: Mutex::default(),
             last_token_request: Mutex::default(),
             counters: Counters::default(),
+            persist_lock: Mutex::default(),
         });
         let app = routes::router(Arc::clone(&shared))
             .into_make_service_with_connect_info::<listener::ConnKill>();
@@ -307,13 +349,12 @@ impl FakeProvider {
     /// The fake's token book and API keys, to start another fake from
     /// ([`FakeProviderConfig::restore`]).
     pub fn export_state(&self) -> FakeState {
-        FakeState {
-            ledger: lock(&self.shared.ledger).export(),
-            api_keys: lock(&self.shared.api_keys)
-                .iter()
-                .map(|(key, mode)| (key.clone(), *mode))
-                .collect(),
-        }
+        self.shared.export()
+    }
+
+    /// Writes the state to [`FakeProviderConfig::persist`] now (no-op when unset).
+    pub fn persist_state(&self) {
+        self.shared.persist();
     }
 
     /// Starts a fake with the default configuration.
@@ -464,4 +505,21 @@ impl Drop for FakeProvider {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, with mode 0600.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -481,3 +481,39 @@ async fn early_expiry_spares_young_tokens() {
         "issued just now: valid"
     );
 }
+
+#[tokio::test]
+async fn a_persisting_fake_saves_every_rotation_before_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fake.json");
+    let fake = FakeProvider::start(FakeProviderConfig {
+        persist: Some(path.clone()),
+        ..FakeProviderConfig::default()
+    })
+    .await;
+    let (_, refresh) = fake.grant("kept");
+    let (status, body) = post_refresh(&fake, refresh.expose()).await;
+    assert_eq!(status, 200);
+    let current = field(&body, "refresh_token").unwrap();
+    // The file was written before the answer: a fake started from it honours the new
+    // token at once.
+    let saved = std::fs::read(&path).unwrap();
+    drop(fake);
+    let again = FakeProvider::start(FakeProviderConfig {
+        restore: Some(serde_json::from_slice(&saved).unwrap()),
+        ..FakeProviderConfig::default()
+    })
+    .await;
+    let (status, _) = post_refresh(&again, &current).await;
+    assert_eq!(status, 200);
+    assert!(
+        !format!("{:?}", again.export_state()).contains("fake-rt"),
+        "Debug shows counts"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

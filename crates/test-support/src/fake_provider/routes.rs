@@ -290,6 +290,9 @@ fn redeem(shared: &Shared, fields: &HashMap<String, String>) -> Response {
         );
     };
     let verdict = lock(&shared.ledger).refresh(refresh_token);
+    if matches!(verdict, RefreshVerdict::Issued(_) | RefreshVerdict::Reused) {
+        shared.persist();
+    }
     match verdict {
         RefreshVerdict::Issued(pair) => {
             shared.counters.refreshes.fetch_add(1, Ordering::SeqCst);
