@@ -1,23 +1,25 @@
 //! `credpool chaos`: kill -9 during rotations, then check every grant.
 //!
-//! The harness runs the fake provider in its own process (access tokens living 2 s, single-use
+//! The harness runs the fake provider in the harness process (access tokens living 2 s, single-use
 //! refresh tokens, no reuse grace: a replayed refresh token revokes its grant), writes a
 //! `credpool serve` config whose `xai-oauth` grants point at it, and then, `--kills` times:
 //! starts `credpool serve` on the same data dir, waits until it listens, lets it rotate tokens
 //! for a random 100–900 ms, and kills it with SIGKILL. Finally it starts the service once
-//! more, asks for one refresh of every grant through the admin API, reads the snapshot, stops
-//! the service with SIGTERM and reports.
+//! more, asks for one refresh of every grant through the admin API, waits (bounded) until
+//! every grant has a newer generation or is dead and no exchange is in flight, reads the
+//! snapshot, stops the service with SIGTERM and reports.
 //!
 //! **Invariants checked** (the run fails when one does not hold):
 //! - `entries_lost == 0`: every configured grant is still in the store;
 //! - `quarantined == 0`: no record was left undecodable;
 //! - `reuse_detected == 0`: the provider saw no replayed refresh token except the single
 //!   documented retry of a refresh the kill interrupted between the provider's rotation and
-//!   our commit — each such grant is `dead` with `refresh_interrupted` and counted in
-//!   `grants_dead_interrupted`, never hidden;
-//! - `grants_dead_other == 0`: every other grant works (status `ok`, its grant alive at the
-//!   provider, and a refresh after the last restart succeeded);
-//! - the last service exits 0 on SIGTERM.
+//!   our commit. Such a grant is counted in `grants_dead_interrupted` only when both sides
+//!   agree — the entry is `dead` with `refresh_interrupted` and the provider revoked that
+//!   grant for reuse — never hidden; every other detection counts as `reuse_detected`;
+//! - `grants_dead_other == 0`: every other grant works: status `ok`, alive at the provider,
+//!   and the refresh asked for after the last restart raised its generation;
+//! - `grants_working >= 1` and the last service exits 0 on SIGTERM.
 //!
 //! Bounded: `--kills` cycles and `--max-seconds` in all, whichever ends first.
 
@@ -82,6 +84,7 @@ struct ChaosReport {
 impl ChaosReport {
     fn passed(&self) -> bool {
         self.reuse_detected == 0
+            && self.grants_working > 0
             && self.entries_lost == 0
             && self.quarantined == 0
             && self.grants_dead_other == 0
@@ -92,6 +95,8 @@ impl ChaosReport {
 const PROVIDER: &str = "xai-oauth";
 const ACCESS_LIFETIME: Duration = Duration::from_secs(2);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the last start gets for its refreshes to land.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the harness.
 pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
@@ -202,23 +207,36 @@ async fn run_async(args: &ChaosArgs) -> anyhow::Result<ChaosReport> {
         }
     }
 
-    // The last start: one refresh of every grant, then the snapshot.
+    // The last start: one refresh of every grant; wait until each has a newer generation or
+    // is dead and nothing is in flight (an interrupted refresh's retry may still be running
+    // when the service starts listening); then the snapshot.
     let (mut child, base) = start_service(&binary, &config, &log).await?;
     let token = admin_token(&work)?;
+    let before = generations(&snapshot(&http, &base, &token).await?);
     for label in &labels {
-        let _ = refresh_entry(&http, &base, &token, label).await;
+        if let Err(error) = refresh_entry(&http, &base, &token, label).await {
+            eprintln!("chaos: the refresh of {label} was not accepted: {error:#}");
+        }
     }
-    let snapshot: Value = http
-        .get(format!("{base}/v1/providers/{PROVIDER}/entries"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .context("reading the snapshot")?
-        .error_for_status()
-        .context("reading the snapshot")?
-        .json()
-        .await
-        .context("reading the snapshot")?;
+    let settle_deadline = Instant::now() + SETTLE_TIMEOUT;
+    let snapshot = loop {
+        let current = snapshot(&http, &base, &token).await?;
+        let now = generations(&current);
+        let advanced = labels
+            .iter()
+            .all(|label| match (now.get(label), before.get(label)) {
+                (Some((_, status)), _) if status == "dead" => true,
+                (Some((generation, _)), Some((old, _))) => generation > old,
+                (Some(_), None) => true,
+                (None, _) => true,
+            });
+        if (advanced && in_flight(&http, &base, &token).await? == 0)
+            || Instant::now() >= settle_deadline
+        {
+            break current;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let clean_exit = stop_gracefully(&mut child).await;
 
     let entries = snapshot
@@ -242,9 +260,11 @@ async fn run_async(args: &ChaosArgs) -> anyhow::Result<ChaosReport> {
         let status = entry.get("status").and_then(Value::as_str).unwrap_or("");
         let reason = entry.get("dead_reason").and_then(Value::as_str);
         let generation = entry.get("generation").and_then(Value::as_u64).unwrap_or(0);
-        if status == "dead" && reason == Some("refresh_interrupted") {
+        let refreshed = before.get(label).is_some_and(|(old, _)| generation > *old);
+        let revoked = fake.is_revoked(label);
+        if status == "dead" && reason == Some("refresh_interrupted") && revoked {
             interrupted += 1;
-        } else if status == "ok" && generation > 1 && !fake.is_revoked(label) {
+        } else if status == "ok" && refreshed && !revoked {
             working += 1;
         } else {
             eprintln!("chaos: {label} does not work: {entry}");
@@ -373,6 +393,57 @@ async fn start_service(
     }
 }
 
+async fn snapshot(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<Value> {
+    http.get(format!("{base}/v1/providers/{PROVIDER}/entries"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("reading the snapshot")?
+        .error_for_status()
+        .context("reading the snapshot")?
+        .json()
+        .await
+        .context("reading the snapshot")
+}
+
+/// Each entry's generation and status, by label.
+fn generations(snapshot: &Value) -> std::collections::HashMap<String, (u64, String)> {
+    snapshot
+        .get("entries")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            Some((
+                entry.get("label")?.as_str()?.to_owned(),
+                (
+                    entry.get("generation")?.as_u64()?,
+                    entry.get("status")?.as_str()?.to_owned(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The refresher's exchanges in flight, from `GET /v1/stats`.
+async fn in_flight(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<u64> {
+    let stats: Value = http
+        .get(format!("{base}/v1/stats"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("reading the stats")?
+        .error_for_status()
+        .context("reading the stats")?
+        .json()
+        .await
+        .context("reading the stats")?;
+    Ok(stats
+        .pointer("/refresher/in_flight")
+        .and_then(Value::as_u64)
+        .unwrap_or(0))
+}
+
 async fn refresh_entry(
     http: &reqwest::Client,
     base: &str,
@@ -386,6 +457,7 @@ async fn refresh_entry(
         .bearer_auth(token)
         .send()
         .await?
+        .error_for_status()?
         .json()
         .await?)
 }
