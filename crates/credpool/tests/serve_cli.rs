@@ -198,6 +198,33 @@ fn admin(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run credpool admin")
 }
 
+/// Runs `credpool serve` on a config expected to be refused, killing it (and failing) if it
+/// is still running after [`STARTUP`] instead of hanging the test.
+fn serve_to_the_end(config: &Path) -> Output {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + STARTUP;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "serve accepted the config and kept running; log:\n{}",
+                stderr(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -427,7 +454,8 @@ fn sigterm_exits_zero_and_a_second_serve_on_the_same_dir_keeps_the_state() {
 
 #[test]
 fn a_bad_config_line_is_reported_with_its_key_and_line() {
-    let setup = Setup::new("[[providers]]\nid = \"openai\"\nstrategy = \"fastest\"\n");
+    // a secret pasted as the strategy: the error lists the strategies, never the value
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\nstrategy = \"sk-canary-strategy\"\n");
     let output = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&setup.config)
@@ -438,7 +466,11 @@ fn a_bad_config_line_is_reported_with_its_key_and_line() {
     // the base keys take 6 lines, then a blank one: `strategy` is on line 9
     assert!(text.contains("line 9"), "{text}");
     assert!(text.contains("key `strategy`"), "{text}");
-    assert!(text.contains("fastest"), "{text}");
+    assert!(
+        text.contains("unknown variant, expected one of `fill_first`"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-canary"), "{text}");
 
     let setup = Setup::new(
         "[[providers]]\nid = \"openai\"\n[[providers.entries]]\nlabel = \"k\"\napi_key = \"sk-canary-inline\"\n",
@@ -510,7 +542,13 @@ fn seeded_entries_are_added_once_and_their_secrets_never_leave() {
     // the store holds fingerprints of borrowed secrets, never the values
     for file in walk(&setup.data_dir()) {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!contains(&bytes, CANARY.as_bytes()), "{}", file.display());
+        for canary in [CANARY, "sk-canary-file"] {
+            assert!(
+                !contains(&bytes, canary.as_bytes()),
+                "{canary} in {}",
+                file.display()
+            );
+        }
     }
 
     // a restart does not seed again
@@ -986,8 +1024,20 @@ fn offline_admin_sends_no_refresh_token_except_for_refresh() {
         &env,
     );
     assert_ok(&added);
+    let after_add = status_json(&run(&["status", "--json"], &[]));
     assert_ok(&run(&["status"], &[]));
+    let after_status = status_json(&run(&["status", "--json"], &[]));
     assert_eq!(fake.token_requests(), 0);
+    // and it is not benched for a refresh that was never tried (it used to show
+    // `cooling_down (refresh_failed)`)
+    for snapshots in [&after_add, &after_status] {
+        let entry = &snapshots[0]["entries"][0];
+        assert_eq!(entry["label"], "g", "{snapshots}");
+        assert_eq!(entry["status"], "ok", "{snapshots}");
+        assert!(entry["cooldown_remaining_s"].is_null(), "{snapshots}");
+        assert!(entry["cooldown_cause"].is_null(), "{snapshots}");
+        assert!(entry["last_error"].is_null(), "{snapshots}");
+    }
 
     // `refresh` does send it, and waits for the rotated pair to be committed. The pool may
     // also refresh the token-less grant as it starts; then the command's refresh follows
@@ -1004,4 +1054,198 @@ fn offline_admin_sends_no_refresh_token_except_for_refresh() {
     assert_eq!(fake.token_requests(), rotations);
     assert_eq!(fake.reuse_detections(), 0);
     assert!(!fake.is_revoked("offline-grant"));
+}
+
+#[test]
+fn a_secret_typed_as_an_env_var_name_is_refused_and_never_echoed() {
+    const CANARY: &str = "sk-proj-CANARY-9b1e77";
+    let setup = Setup::new(&format!(
+        "[[providers]]\nid = \"openai\"\n\n[[providers.entries]]\nlabel = \"pasted\"\napi_key_env = \"{CANARY}\"\n"
+    ));
+    let output = serve_to_the_end(&setup.config);
+    assert!(!output.status.success());
+    let text = format!("{}{}", stderr(&output), stdout(&output));
+    // base keys 6 lines, a blank one, the provider (2), a blank one, the entry header, label
+    assert!(
+        text.contains("line 12") && text.contains("key `api_key_env`"),
+        "{text}"
+    );
+    assert!(text.contains("not an environment variable name"), "{text}");
+    assert!(!text.contains("CANARY"), "{text}");
+    assert!(!setup.data_dir().exists(), "nothing was stored");
+
+    // the admin CLI refuses it too, online and offline, before reading anything
+    let data_dir = setup.data_dir();
+    for flag in ["--api-key-env", "--refresh-token-env"] {
+        let output = admin(
+            &[
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "add",
+                "openai",
+                "pasted",
+                flag,
+                CANARY,
+            ],
+            &[],
+        );
+        assert!(!output.status.success());
+        let text = format!("{}{}", stderr(&output), stdout(&output));
+        assert!(text.contains("not an environment variable name"), "{text}");
+        assert!(!text.contains("CANARY"), "{text}");
+    }
+    let output = admin(
+        &[
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "add",
+            "xai-oauth",
+            "g",
+            "--refresh-token-env",
+            "VALID_RT",
+            "--access-token-env",
+            CANARY,
+        ],
+        &[("VALID_RT", "rt-value")],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--access-token-env: not an environment variable name"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("CANARY"), "{}", stderr(&output));
+    // nothing was added by the refused commands
+    let snapshots = status_json(&admin(
+        &["--data-dir", data_dir.to_str().unwrap(), "status", "--json"],
+        &[],
+    ));
+    let entries: usize = snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["entries"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(entries, 0, "{snapshots}");
+}
+
+#[test]
+fn get_resolves_an_entry_like_delete_and_an_ambiguous_label_is_409() {
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
+    let server = setup.serve(&[]);
+    let token = setup.token();
+    let base = format!("{}/v1/providers/openai/entries", server.url);
+    for label in ["a", "b", "2", "dup", "DUP"] {
+        let body = format!(r#"{{"label":"{label}","api_key":"sk-{label}"}}"#);
+        let (status, text) = http("POST", &base, Some(&token), Some(&body));
+        assert_eq!(status, 201, "{text}");
+    }
+    // a label wins over a position, as in DELETE, reset, refresh and move
+    let (status, text) = http("GET", &format!("{base}/2"), Some(&token), None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["label"], "2", "{text}");
+    let (status, text) = http("GET", &format!("{base}/1"), Some(&token), None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["label"], "a", "{text}");
+    // the id in text form: 12 hex digits
+    let id = format!("{:012x}", json(&text)["id"].as_u64().unwrap());
+    let (status, text) = http("GET", &format!("{base}/{id}"), Some(&token), None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["label"], "a", "{text}");
+    for method in ["GET", "DELETE"] {
+        let (status, text) = http(method, &format!("{base}/dup"), Some(&token), None);
+        assert_eq!(status, 409, "{method}: {text}");
+    }
+    let (status, text) = http("GET", &format!("{base}/9"), Some(&token), None);
+    assert_eq!(status, 404, "{text}");
+    let (_, got) = http("GET", &format!("{base}/2"), Some(&token), None);
+    let (status, removed) = http("DELETE", &format!("{base}/2"), Some(&token), None);
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(json(&got)["id"], json(&removed)["id"], "{got} / {removed}");
+}
+
+#[test]
+fn an_added_grants_token_url_must_be_on_the_providers_domain() {
+    let setup = Setup::new("[[providers]]\nid = \"xai-oauth\"\n");
+    let server = setup.serve(&[]);
+    let token = setup.token();
+    let base = format!("{}/v1/providers/xai-oauth/entries", server.url);
+    for url in [
+        "https://evil.com/oauth2/token",
+        "https://user:pw@auth.x.ai/oauth2/token",
+    ] {
+        let body = format!(r#"{{"label":"g","refresh_token":"sk-canary-rt","token_url":"{url}"}}"#);
+        let (status, text) = http("POST", &base, Some(&token), Some(&body));
+        assert_eq!(status, 400, "{url}: {text}");
+        assert!(
+            json(&text)["error"].as_str().unwrap().contains("token_url"),
+            "{text}"
+        );
+    }
+    let (_, text) = http("GET", &base, Some(&token), None);
+    assert_eq!(
+        json(&text)["entries"].as_array().unwrap().len(),
+        0,
+        "{text}"
+    );
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_by_admin_and_warned_about_by_serve() {
+    let setup = Setup::new("");
+    let token_file = setup.dir.path().join("some.token");
+    std::fs::write(&token_file, "sk-canary-admin-token").unwrap();
+    let token_file = token_file.to_str().unwrap();
+    let refused = admin(
+        &[
+            "--url",
+            "http://0.0.0.0:1",
+            "--token-file",
+            token_file,
+            "status",
+        ],
+        &[],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--allow-insecure-http"),
+        "{}",
+        stderr(&refused)
+    );
+    // with the flag the request is made (and fails: nothing listens on port 1)
+    let tried = admin(
+        &[
+            "--url",
+            "http://0.0.0.0:1",
+            "--token-file",
+            token_file,
+            "--allow-insecure-http",
+            "status",
+        ],
+        &[],
+    );
+    assert!(!tried.status.success());
+    assert!(
+        stderr(&tried).contains("cannot reach"),
+        "{}",
+        stderr(&tried)
+    );
+
+    // serve on a loopback address says nothing; on every address it warns
+    let server = setup.serve(&[]);
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "{log}");
+    assert!(!log.contains("plain http"), "{log}");
+    let open = Setup::new("");
+    let text = std::fs::read_to_string(&open.config)
+        .unwrap()
+        .replace("127.0.0.1:0", "0.0.0.0:0");
+    std::fs::write(&open.config, text).unwrap();
+    let server = open.serve(&[]);
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("plain http on a non-loopback address"),
+        "{log}"
+    );
 }

@@ -11,9 +11,13 @@
 //! - Secrets to add are read from an environment variable, a file or stdin — never from the
 //!   command line (argv is visible to other users) — and are never printed: output shows
 //!   fingerprints only.
-//! - Offline, no refresh token leaves the machine unless the command is `refresh`: the
-//!   refresher runs with a zero token-endpoint budget, so a proactive timer that comes due
-//!   during a short admin command does not spend a single-use refresh token.
+//! - Offline, no refresh token leaves the machine unless the command is `refresh`: every
+//!   other command runs without a refresher, so a grant that comes due during a short admin
+//!   command is neither refreshed (spending a single-use refresh token) nor benched.
+//! - Online, the token (and, for `add`, the secret) is never sent over plain `http` to a
+//!   non-loopback address unless `--allow-insecure-http` is given.
+//! - An environment variable name must look like one (`^[A-Za-z_][A-Za-z0-9_]*$`); a value
+//!   that does not is refused without being echoed (it is likely the secret itself).
 //! - A store held by a running service is reported as such, pointing at `--url`.
 
 mod offline;
@@ -66,6 +70,10 @@ pub struct AdminArgs {
     /// Offline: allow http token endpoints on loopback (tests and fakes).
     #[arg(long, global = true, help_heading = "Connection and output")]
     allow_insecure_loopback: bool,
+    /// Online: allow a plain http --url on a non-loopback address, which sends the admin
+    /// token (and secrets to add) unencrypted. Loopback http needs no flag.
+    #[arg(long, global = true, help_heading = "Connection and output")]
+    allow_insecure_http: bool,
     /// Print JSON instead of text.
     #[arg(long, global = true, help_heading = "Connection and output")]
     json: bool,
@@ -214,7 +222,7 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<ExitCode> {
         bail!("--token-file is required with --url (or work offline with --data-dir)");
     };
     let token = crate::serve::token::read(token_file)?;
-    let client = remote::Remote::new(&url, token)?;
+    let client = remote::Remote::new(&url, token, args.allow_insecure_http)?;
     if let AdminCommand::Events { provider } = &args.command {
         client.follow_events(provider.as_deref(), json).await?;
         return Ok(ExitCode::SUCCESS);
@@ -239,7 +247,10 @@ fn print(json: bool, command: &AdminCommand, value: &Value) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_env(name: &str) -> anyhow::Result<Secret> {
+fn read_env(flag: &str, name: &str) -> anyhow::Result<Secret> {
+    if !crate::serve::config::is_env_var_name(name) {
+        bail!("{flag}: {}", crate::serve::config::NOT_AN_ENV_VAR_NAME);
+    }
     let value =
         std::env::var(name).with_context(|| format!("environment variable {name} is not set"))?;
     non_empty(Secret::new(value), &format!("environment variable {name}"))
@@ -280,13 +291,13 @@ impl AddArgs {
             ..AddEntryRequest::default()
         };
         if let Some(name) = &self.api_key_env {
-            request.api_key = Some(SecretField(read_env(name)?));
+            request.api_key = Some(SecretField(read_env("--api-key-env", name)?));
         } else if let Some(path) = &self.api_key_file {
             request.api_key = Some(SecretField(read_file(path)?));
         } else if self.api_key_stdin {
             request.api_key = Some(SecretField(read_stdin()?));
         } else if let Some(name) = &self.refresh_token_env {
-            request.refresh_token = Some(SecretField(read_env(name)?));
+            request.refresh_token = Some(SecretField(read_env("--refresh-token-env", name)?));
         } else if let Some(path) = &self.refresh_token_file {
             request.refresh_token = Some(SecretField(read_file(path)?));
         } else if self.refresh_token_stdin {
@@ -297,7 +308,7 @@ impl AddArgs {
             );
         }
         if let Some(name) = &self.access_token_env {
-            request.access_token = Some(SecretField(read_env(name)?));
+            request.access_token = Some(SecretField(read_env("--access-token-env", name)?));
         }
         Ok(request)
     }

@@ -3,17 +3,20 @@
 //!
 //! **Invariants:** a store held by another process is reported as locked with a pointer to
 //! `--url`, never waited on or opened read-only behind the service's back; except for
-//! `refresh`, the refresher has a zero token-endpoint budget, so nothing is sent to a
-//! provider; the facade is always shut down (flushed), also when the command fails.
+//! `refresh`, the facade runs without a refresher (`refreshing(false)`), so nothing is sent
+//! to a provider and no entry is benched for a refresh that was never tried; the facade is
+//! always shut down (flushed), also when the command fails.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use credpool::{Credpool, CredpoolError, PoolEvent, ProviderId, StoreError, Strategy, Target};
+use credpool::{Credpool, CredpoolError, EntryView, PoolEvent, ProviderId, StoreError, Target};
+use credpool_core::{EntryId, Generation};
 use serde_json::Value;
 
 use super::{AdminArgs, AdminCommand};
-use crate::serve::config::ServeConfig;
+use crate::serve::api::parse_strategy;
+use crate::serve::config::{ServeConfig, required_domain};
 
 /// How long an offline `refresh` waits for its exchange.
 const REFRESH_WAIT: Duration = Duration::from_secs(60);
@@ -95,11 +98,17 @@ async fn command(
         }
         AdminCommand::Providers => json(&admin.list_providers().await?)?,
         AdminCommand::Add(add) => {
+            let provider = id(&add.provider);
+            let domain = pool
+                .providers()
+                .get(&provider)
+                .as_ref()
+                .and_then(required_domain);
             let entry = add
                 .request()?
-                .into_entry(pool.clock().as_ref(), allow_loopback)
+                .into_entry(pool.clock().as_ref(), domain.as_deref(), allow_loopback)
                 .map_err(anyhow::Error::msg)?;
-            json(&admin.add(&id(&add.provider), entry).await?)?
+            json(&admin.add(&provider, entry).await?)?
         }
         AdminCommand::Remove { provider, target } => {
             json(&admin.remove(&id(provider), Target(target.clone())).await?)?
@@ -118,7 +127,7 @@ async fn command(
                 .await?,
         )?,
         AdminCommand::Strategy { provider, strategy } => {
-            let strategy: Strategy = strategy.parse().map_err(anyhow::Error::msg)?;
+            let strategy = parse_strategy(strategy).map_err(anyhow::Error::msg)?;
             admin.set_strategy(&id(provider), strategy).await?;
             serde_json::json!({ "provider": provider, "strategy": strategy })
         }
@@ -146,43 +155,56 @@ async fn command(
     })
 }
 
+/// Whether `event` ends the wait for a refresh of `entry` asked for when its generation was
+/// `generation`: a newer generation committed, or the refresh failed, or the entry died.
+fn ends_refresh(event: &PoolEvent, entry: EntryId, generation: Generation) -> bool {
+    match event {
+        PoolEvent::Refreshed {
+            entry: refreshed,
+            generation: new,
+            ..
+        } => *refreshed == entry && *new > generation,
+        PoolEvent::RefreshFailed { entry: failed, .. } | PoolEvent::Dead { entry: failed, .. } => {
+            *failed == entry
+        }
+        _ => false,
+    }
+}
+
 /// Starts a refresh and waits for its result, so the command does not end (and stop the
 /// refresher) while the refresh token is out.
 ///
 /// The pool may already be refreshing the entry when it starts (a grant without an access
-/// token is refreshed at once). Events published before the pool handled this request are
-/// in the subscription before the reply, so they are drained first; then the command waits
-/// for the entry's next result and for the refresher to have nothing in flight.
+/// token is refreshed at once). The events queued when the reply arrives are drained, and
+/// any of them may already be this refresh's result (a fast exchange commits before the
+/// reply is read): a `Refreshed` newer than the reply's generation, or a failure of the
+/// entry, ends the wait there. Otherwise the command waits for the entry's next result; if
+/// none arrives in time, the snapshot's generation decides. Then it waits for the refresher to
+/// have nothing in flight.
 async fn refresh(pool: &Credpool, provider: &ProviderId, target: &str) -> anyhow::Result<Value> {
     let admin = pool.admin();
     let mut events = admin.subscribe(provider, 256).await?;
     let view = admin.refresh(provider, Target(target.to_owned())).await?;
     let (entry, generation) = (view.id, view.generation);
-    while events.try_recv().is_some() {}
-    let waited = tokio::time::timeout(REFRESH_WAIT, async {
-        while let Some(event) = events.recv().await {
-            match event {
-                PoolEvent::Refreshed {
-                    entry: refreshed,
-                    generation: new,
-                    ..
-                } if refreshed == entry && new > generation => return,
-                PoolEvent::RefreshFailed { entry: failed, .. }
-                | PoolEvent::Dead { entry: failed, .. }
-                    if failed == entry =>
-                {
+    let mut done = false;
+    while let Some(event) = events.try_recv() {
+        done |= ends_refresh(&event, entry, generation);
+    }
+    if !done {
+        let waited = tokio::time::timeout(REFRESH_WAIT, async {
+            while let Some(event) = events.recv().await {
+                if ends_refresh(&event, entry, generation) {
                     return;
                 }
-                _ => {}
             }
+        })
+        .await;
+        if waited.is_err() && entry_view(pool, provider, entry).await?.generation <= generation {
+            bail!(
+                "the refresh did not finish within {} s",
+                REFRESH_WAIT.as_secs()
+            );
         }
-    })
-    .await;
-    if waited.is_err() {
-        bail!(
-            "the refresh did not finish within {} s",
-            REFRESH_WAIT.as_secs()
-        );
     }
     let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
     while let Some(refresher) = pool.refresher()
@@ -196,11 +218,55 @@ async fn refresh(pool: &Credpool, provider: &ProviderId, target: &str) -> anyhow
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let snapshot = admin.snapshot(provider).await?;
-    let view = snapshot
+    json(&entry_view(pool, provider, entry).await?)
+}
+
+/// The entry's current view.
+async fn entry_view(
+    pool: &Credpool,
+    provider: &ProviderId,
+    entry: EntryId,
+) -> anyhow::Result<EntryView> {
+    pool.admin()
+        .snapshot(provider)
+        .await?
         .entries
-        .iter()
+        .into_iter()
         .find(|candidate| candidate.id == entry)
-        .context("the entry disappeared during the refresh")?;
-    json(view)
+        .context("the entry disappeared during the refresh")
+}
+
+#[cfg(test)]
+mod tests {
+    use credpool::{PoolEvent, ProviderId};
+    use credpool_core::{EntryId, Generation};
+
+    use super::ends_refresh;
+
+    #[test]
+    fn a_newer_generation_or_a_failure_of_the_entry_ends_a_refresh() {
+        let (entry, other) = (EntryId::from_random(1), EntryId::from_random(2));
+        let at = Generation::FIRST;
+        let refreshed = |entry, generation| PoolEvent::Refreshed {
+            provider: ProviderId::new("xai-oauth"),
+            entry,
+            generation,
+        };
+        assert!(ends_refresh(&refreshed(entry, at.next()), entry, at));
+        assert!(!ends_refresh(&refreshed(entry, at), entry, at));
+        assert!(!ends_refresh(&refreshed(other, at.next()), entry, at));
+        let failed = |entry| PoolEvent::RefreshFailed {
+            provider: ProviderId::new("xai-oauth"),
+            entry,
+            reason: "invalid_grant".to_owned(),
+        };
+        assert!(ends_refresh(&failed(entry), entry, at));
+        assert!(!ends_refresh(&failed(other), entry, at));
+        let dead = PoolEvent::Dead {
+            provider: ProviderId::new("xai-oauth"),
+            entry,
+            reason: "revoked".to_owned(),
+        };
+        assert!(ends_refresh(&dead, entry, at));
+    }
 }

@@ -1,8 +1,11 @@
 //! The online side of `credpool admin`: one HTTP request per command, and an SSE follower.
 //!
 //! **Invariants:** the token travels only in the `Authorization` header and is never
-//! printed; an error answer is shown as its status and the server's message (which holds
-//! no secret); redirects are not followed (a redirect could carry the token elsewhere).
+//! printed; it is not sent over plain `http` to a non-loopback host unless the user said
+//! `--allow-insecure-http`; an error answer is shown as its status and the server's message
+//! (which holds no secret); redirects are not followed (a redirect could carry the token
+//! elsewhere); the event stream is decoded per complete event, never per network chunk (a
+//! chunk may end inside a multi-byte character).
 
 use std::io::Write;
 use std::time::Duration;
@@ -26,11 +29,18 @@ impl Remote {
     /// Builds a client for the API at `url`.
     ///
     /// # Errors
-    /// The URL is not an http(s) URL.
-    pub fn new(url: &str, token: Secret) -> anyhow::Result<Remote> {
+    /// The URL is not an http(s) URL, or it is plain `http` to a non-loopback host and
+    /// `allow_insecure_http` is off.
+    pub fn new(url: &str, token: Secret, allow_insecure_http: bool) -> anyhow::Result<Remote> {
         let base = Url::parse(url).with_context(|| format!("--url {url:?} is not a URL"))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             bail!("--url must be an http(s) URL");
+        }
+        if base.scheme() == "http" && !is_loopback(&base) && !allow_insecure_http {
+            bail!(
+                "refusing to send the admin token unencrypted over plain http to {}: use an https URL (a TLS proxy in front of the service) or a loopback address, or pass --allow-insecure-http",
+                base.host_str().unwrap_or_default()
+            );
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -200,11 +210,10 @@ impl Remote {
             let text = response.text().await.unwrap_or_default();
             return Err(answer_error(status, &text));
         }
-        let mut buffer = String::new();
+        let mut buffer = Vec::new();
         while let Some(chunk) = response.chunk().await.context("the event stream broke")? {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
+            buffer.extend_from_slice(&chunk);
+            for block in complete_blocks(&mut buffer) {
                 if let Some(data) = sse_data(&block) {
                     print_event(&data, json)?;
                 }
@@ -212,6 +221,30 @@ impl Remote {
         }
         Ok(())
     }
+}
+
+/// Whether `url`'s host is a loopback address (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Takes the complete SSE blocks (each ending with a blank line) off the front of `buffer`,
+/// decoded as text; an incomplete block stays for the next chunk. Decoding whole blocks
+/// only keeps a multi-byte character split across chunks intact.
+fn complete_blocks(buffer: &mut Vec<u8>) -> Vec<String> {
+    let mut blocks = Vec::new();
+    while let Some(end) = buffer.windows(2).position(|pair| pair == b"\n\n") {
+        let block: Vec<u8> = buffer.drain(..end + 2).collect();
+        blocks.push(String::from_utf8_lossy(&block).into_owned());
+    }
+    blocks
 }
 
 /// The `data:` payload of one SSE block (comments and keep-alives give `None`).
@@ -261,4 +294,62 @@ fn answer_error(status: StatusCode, text: &str) -> anyhow::Error {
         return anyhow::anyhow!("{status}: {message} (check --token-file)");
     }
     anyhow::anyhow!("{status}: {message}")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_character_split_across_chunks_survives() {
+        let stream = "data: {\"label\":\"caf\u{e9} \u{1f511}\"}\n\n: keep-alive\n\ndata: two\n\n";
+        let bytes = stream.as_bytes();
+        // every split point, including inside the two- and four-byte characters
+        for split in 0..=bytes.len() {
+            let mut buffer = Vec::new();
+            let mut data = Vec::new();
+            for chunk in [&bytes[..split], &bytes[split..]] {
+                buffer.extend_from_slice(chunk);
+                data.extend(
+                    complete_blocks(&mut buffer)
+                        .iter()
+                        .filter_map(|b| sse_data(b)),
+                );
+            }
+            assert_eq!(
+                data,
+                ["{\"label\":\"caf\u{e9} \u{1f511}\"}", "two"],
+                "split at {split}"
+            );
+            assert!(buffer.is_empty());
+        }
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_unless_allowed() {
+        // (url, allow_insecure_http, accepted)
+        let cases = [
+            ("http://127.0.0.1:7878", false, true),
+            ("http://127.10.0.1:7878", false, true),
+            ("http://localhost:7878", false, true),
+            ("http://[::1]:7878", false, true),
+            ("https://admin.example.com", false, true),
+            ("http://admin.example.com:7878", false, false),
+            ("http://10.0.0.5:7878", false, false),
+            ("http://0.0.0.0:7878", false, false),
+            ("http://10.0.0.5:7878", true, true),
+        ];
+        for (url, allow, accepted) in cases {
+            let result = Remote::new(url, Secret::new("t"), allow);
+            assert_eq!(result.is_ok(), accepted, "{url} allow={allow}");
+            if let Err(error) = result {
+                assert!(
+                    error.to_string().contains("--allow-insecure-http"),
+                    "{error}"
+                );
+            }
+        }
+    }
 }

@@ -40,16 +40,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use credpool::{
-    AdminClient, ClientError, Clock, NewEntry, PoolError, PoolEvent, ProviderId, Refresher, Secret,
-    Strategy, Target,
+    AdminClient, ClientError, Clock, EntryView, NewEntry, PoolError, PoolEvent, PoolSnapshot,
+    ProviderId, ProviderRegistry, Refresher, Secret, Strategy, Target,
 };
+use credpool_core::EntryId;
 use credpool_core::{ClientMetadata, EntryKind, OAuthTokens, SecretSource};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::watch;
 
-use super::config::{elide_strings, token_url_problem};
+use super::config::{elide_strings, required_domain, token_url_problem};
 use super::metrics;
 use super::token;
 
@@ -69,6 +70,9 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// Whether added grants may name loopback `http` token endpoints.
     pub allow_insecure_loopback: bool,
+    /// The providers the service runs with: an added grant's `token_url` must be on its
+    /// provider's required domain (xAI: `x.ai`).
+    pub providers: ProviderRegistry,
     /// Turns `true` when the service starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     /// Pool events counted for `/metrics`.
@@ -187,13 +191,16 @@ impl std::fmt::Debug for AddEntryRequest {
 }
 
 impl AddEntryRequest {
-    /// Checks the request and builds the entry (secrets owned: they are stored).
+    /// Checks the request and builds the entry (secrets owned: they are stored). A
+    /// `token_url` must pass the refresher's URL policy with `required_domain` (the
+    /// provider's, see [`required_domain`]).
     ///
     /// # Errors
     /// Not exactly one secret, grant fields on an API key, or an unacceptable token URL.
     pub fn into_entry(
         self,
         clock: &dyn Clock,
+        required_domain: Option<&str>,
         allow_insecure_loopback: bool,
     ) -> Result<NewEntry, String> {
         let grant_fields = self.access_token.is_some()
@@ -201,7 +208,7 @@ impl AddEntryRequest {
             || self.token_url.is_some()
             || self.client_id.is_some();
         if let Some(url) = &self.token_url {
-            check_token_url(url, allow_insecure_loopback)?;
+            check_token_url(url, required_domain, allow_insecure_loopback)?;
         }
         let (kind, source) = match (self.api_key, self.refresh_token) {
             (Some(key), None) => {
@@ -243,9 +250,13 @@ impl AddEntryRequest {
     }
 }
 
-/// Accepts `https` token endpoints, and loopback `http` ones when allowed.
-fn check_token_url(url: &str, allow_insecure_loopback: bool) -> Result<(), String> {
-    match token_url_problem(url, allow_insecure_loopback) {
+/// Accepts the token endpoints the refresher will use (see [`token_url_problem`]).
+fn check_token_url(
+    url: &str,
+    required_domain: Option<&str>,
+    allow_insecure_loopback: bool,
+) -> Result<(), String> {
+    match token_url_problem(url, required_domain, allow_insecure_loopback) {
         None => Ok(()),
         Some(problem) => Err(format!("token_url: {problem}")),
     }
@@ -422,19 +433,42 @@ async fn entry(
 ) -> Result<Response, ApiError> {
     let provider = ProviderId::new(&provider);
     let snapshot = state.admin.snapshot(&provider).await?;
-    let wanted = target.trim();
-    let found = snapshot.entries.into_iter().find(|entry| {
-        entry.id.to_string() == wanted
-            || entry.label.eq_ignore_ascii_case(wanted)
-            || entry.index.to_string() == wanted
-    });
-    match found {
-        Some(entry) => Ok(Json(entry).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no entry matching {wanted:?}"),
-        )),
+    let entry =
+        resolve(snapshot, &target).map_err(|error| ApiError::from(ClientError::Pool(error)))?;
+    Ok(Json(entry).into_response())
+}
+
+/// Finds `target` in a snapshot in the pool's own order (its `resolve`, used by remove, reset,
+/// refresh and move): an entry id, then a label matching exactly one entry (case-insensitive;
+/// several is [`PoolError::AmbiguousTarget`]), then a 1-based position.
+pub fn resolve(snapshot: PoolSnapshot, target: &str) -> Result<EntryView, PoolError> {
+    let text = target.trim();
+    if text.is_empty() {
+        return Err(PoolError::Invalid("no entry target given".to_owned()));
     }
+    let mut entries = snapshot.entries;
+    if let Ok(id) = text.parse::<EntryId>()
+        && let Some(at) = entries.iter().position(|entry| entry.id == id)
+    {
+        return Ok(entries.swap_remove(at));
+    }
+    let mut by_label = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| entry.label.eq_ignore_ascii_case(text))
+        .map(|(at, _)| at);
+    match (by_label.next(), by_label.next()) {
+        (Some(at), None) => return Ok(entries.swap_remove(at)),
+        (Some(_), Some(_)) => return Err(PoolError::AmbiguousTarget(text.to_owned())),
+        (None, _) => {}
+    }
+    if let Ok(position) = text.parse::<usize>() {
+        return match entries.iter().position(|entry| entry.index == position) {
+            Some(at) if position >= 1 => Ok(entries.swap_remove(at)),
+            _ => Err(PoolError::NoSuchEntry(format!("#{position}"))),
+        };
+    }
+    Err(PoolError::NoSuchEntry(text.to_owned()))
 }
 
 async fn add(
@@ -444,8 +478,17 @@ async fn add(
 ) -> Result<Response, ApiError> {
     let provider = ProviderId::new(&provider);
     let request: AddEntryRequest = parse_json(&body)?;
+    let domain = state
+        .providers
+        .get(&provider)
+        .as_ref()
+        .and_then(required_domain);
     let entry = request
-        .into_entry(state.clock.as_ref(), state.allow_insecure_loopback)
+        .into_entry(
+            state.clock.as_ref(),
+            domain.as_deref(),
+            state.allow_insecure_loopback,
+        )
         .map_err(ApiError::bad_request)?;
     let view = state.admin.add(&provider, entry).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -498,7 +541,7 @@ async fn strategy(
 ) -> Result<Response, ApiError> {
     let provider = ProviderId::new(&provider);
     let request: StrategyRequest = parse_json(&body)?;
-    let strategy: Strategy = request.strategy.parse().map_err(ApiError::bad_request)?;
+    let strategy = parse_strategy(&request.strategy).map_err(ApiError::bad_request)?;
     state.admin.set_strategy(&provider, strategy).await?;
     Ok(Json(serde_json::json!({ "provider": provider, "strategy": strategy })).into_response())
 }
@@ -509,6 +552,17 @@ async fn stats(
 ) -> Result<Response, ApiError> {
     let provider = ProviderId::new(&provider);
     Ok(Json(state.admin.stats(&provider).await?).into_response())
+}
+
+/// Parses a strategy name; the error lists the choices but does not echo the value.
+///
+/// # Errors
+/// The name is not one of the strategies.
+pub fn parse_strategy(name: &str) -> Result<Strategy, String> {
+    name.parse().map_err(|_| {
+        let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown strategy; expected one of {}", names.join(", "))
+    })
 }
 
 fn sse_event(event: &PoolEvent) -> Event {
@@ -574,9 +628,14 @@ mod tests {
 
     /// A request body → `Ok(kind)` (`api_key` or `oauth`) or an error containing the text.
     fn check(body: &str, loopback: bool, expected: Result<&str, &str>) {
+        check_for(body, None, loopback, expected);
+    }
+
+    /// [`check`] for a provider whose token endpoints must be on `domain`.
+    fn check_for(body: &str, domain: Option<&str>, loopback: bool, expected: Result<&str, &str>) {
         let clock = ManualClock::new(Timestamp::from_secs(1_800_000_000));
         let request: AddEntryRequest = serde_json::from_str(body).unwrap();
-        match (request.into_entry(&clock, loopback), expected) {
+        match (request.into_entry(&clock, domain, loopback), expected) {
             (Ok(entry), Ok(kind)) => {
                 let name = match &entry.kind {
                     EntryKind::ApiKey { .. } => "api_key",
@@ -631,6 +690,76 @@ mod tests {
             false,
             Err("belong to OAuth grants"),
         );
+    }
+
+    #[test]
+    fn token_urls_follow_the_refreshers_policy_with_the_providers_domain() {
+        let grant =
+            |url: &str| format!(r#"{{"label":"g","refresh_token":"r","token_url":"{url}"}}"#);
+        let xai = Some("x.ai");
+        check_for(
+            &grant("https://auth.x.ai/oauth2/token"),
+            xai,
+            false,
+            Ok("oauth"),
+        );
+        check_for(&grant("https://evil.com/token"), xai, false, Err("`x.ai`"));
+        check_for(&grant("https://evilx.ai/token"), xai, false, Err("`x.ai`"));
+        check_for(&grant("https://evil.com/token"), None, false, Ok("oauth"));
+        check_for(&grant("http://127.0.0.1:9/token"), xai, true, Ok("oauth"));
+        check_for(
+            &grant("http://127.0.0.1:9/token"),
+            xai,
+            false,
+            Err("needs allow_insecure_loopback"),
+        );
+        for url in [
+            "https://user:pw@auth.x.ai/token",
+            "https://user@auth.example.com/token",
+            "not a url",
+        ] {
+            check_for(&grant(url), None, false, Err("user:password"));
+            check_for(&grant(url), xai, true, Err("user:password"));
+        }
+    }
+
+    #[tokio::test]
+    async fn get_resolves_a_target_like_the_pool() {
+        // Reset resolves through the pool's own `resolve`; GET must pick the same entry (or
+        // fail the same way) for every kind of target.
+        let pool = credpool::Credpool::builder()
+            .in_memory()
+            .start()
+            .await
+            .unwrap();
+        let admin = pool.admin();
+        let openai = ProviderId::new("openai");
+        for label in ["a", "b", "2", "dup", "DUP"] {
+            let entry = credpool::api_key_entry(label, Secret::new(format!("sk-{label}")));
+            admin.add(&openai, entry).await.unwrap();
+        }
+        let snapshot = admin.snapshot(&openai).await.unwrap();
+        let first_id = snapshot.entries[0].id.to_string();
+        let mut targets = vec!["2", "b", "B", "1", "3", "5", "6", "0", "dup", "nosuch", " "];
+        targets.push(&first_id);
+        for target in targets {
+            let ours = resolve(snapshot.clone(), target);
+            let pools = admin.reset(&openai, Target(target.to_owned())).await;
+            match (&ours, &pools) {
+                (Ok(ours), Ok(pools)) => assert_eq!(ours.id, pools.id, "{target:?}"),
+                (Err(ours), Err(ClientError::Pool(pools))) => {
+                    assert_eq!(ours, pools, "{target:?}");
+                }
+                _ => panic!("{target:?}: get {ours:?}, pool {pools:?}"),
+            }
+        }
+        let two = resolve(snapshot.clone(), "2").unwrap();
+        assert_eq!(two.label, "2", "a label wins over a position");
+        assert!(matches!(
+            resolve(snapshot, "dup"),
+            Err(PoolError::AmbiguousTarget(_))
+        ));
+        pool.shutdown().await.unwrap();
     }
 
     #[test]

@@ -12,8 +12,11 @@
 //! - Secrets are never inline unless `allow_inline_secrets = true`: an entry names an
 //!   environment variable or a file, read when the entry is seeded (and, for borrowed
 //!   sources, again by the pool at every start).
-//! - A refresh token is only sent to an `https` token endpoint, or to a loopback `http` one
-//!   when `allow_insecure_loopback = true`.
+//! - A refresh token is only sent to an `https` token endpoint (on the provider's required
+//!   domain, xAI: `x.ai`), or to a loopback one when `allow_insecure_loopback = true`: the
+//!   refresher's own [`check_endpoint_url`], so the file accepts no URL the refresher refuses.
+//! - Environment variable names are checked (`^[A-Za-z_][A-Za-z0-9_]*$`) and a bad one is
+//!   never echoed: it is likely a secret typed where its variable's name belongs.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -27,7 +30,8 @@ use credpool::{
     Secret, Strategy, TokenEndpointSpec,
 };
 use credpool_core::registry::{AuthHeader, RefreshSkew};
-use credpool_refresher::endpoint::HostRateLimit;
+use credpool_refresher::endpoint::http::check_endpoint_url;
+use credpool_refresher::endpoint::{ConfigReason, HostRateLimit, RefreshError, xai};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
@@ -195,10 +199,10 @@ struct RawProvider {
 #[serde(deny_unknown_fields)]
 struct RawEntry {
     label: Spanned<String>,
-    api_key_env: Option<String>,
+    api_key_env: Option<Spanned<String>>,
     api_key_file: Option<PathBuf>,
     api_key: Option<Spanned<InlineSecret>>,
-    refresh_token_env: Option<String>,
+    refresh_token_env: Option<Spanned<String>>,
     refresh_token_file: Option<PathBuf>,
     refresh_token: Option<Spanned<InlineSecret>>,
     token_url: Option<Spanned<String>>,
@@ -294,8 +298,9 @@ fn quoted_field(message: &str) -> Option<String> {
     rest.split_once('`').map(|(field, _)| field.to_owned())
 }
 
-/// Removes string values from serde messages (`invalid type: string "…", expected u32`): the
-/// value might be a secret typed into the wrong key.
+/// Removes string values from serde messages (`invalid type: string "…", expected u32`,
+/// ``unknown variant `…`, expected one of `a`, `b` ``): the value might be a secret typed
+/// into the wrong key. What was expected (the type, the list of variants) stays.
 pub fn elide_strings(message: &str) -> String {
     for prefix in ["invalid type: string \"", "invalid value: string \""] {
         if let Some(rest) = message.strip_prefix(prefix)
@@ -304,6 +309,18 @@ pub fn elide_strings(message: &str) -> String {
             let kind = prefix.trim_end_matches(" \"");
             return format!("{kind}{}", rest.get(at + 1..).unwrap_or(""));
         }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        // serde writes ``unknown variant `VALUE`, expected …`` (or ``there are no variants``);
+        // the value may itself hold a backtick, so cut at the last `` `, `` before the tail.
+        let tail = ["`, expected ", "`, there are no variants"]
+            .into_iter()
+            .filter_map(|marker| rest.rfind(marker).map(|at| (at, marker.len())))
+            .max_by_key(|(at, _)| *at);
+        return match tail {
+            Some((at, _)) => format!("unknown variant{}", rest.get(at + 1..).unwrap_or("")),
+            None => "unknown variant".to_owned(),
+        };
     }
     message.to_owned()
 }
@@ -488,34 +505,55 @@ fn refresher_config(
     Ok(config)
 }
 
-/// Why a refresh token may not be sent to `url`, or `None` when it may: `https`, or `http`
-/// on loopback when `allow_insecure_loopback` is on (the refresher enforces the same rule).
-pub fn token_url_problem(url: &str, allow_insecure_loopback: bool) -> Option<String> {
-    let parsed = match reqwest::Url::parse(url) {
-        Ok(parsed) => parsed,
-        Err(error) => return Some(format!("not a URL: {error}")),
-    };
-    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    match parsed.scheme() {
-        "https" => None,
-        "http" if loopback && allow_insecure_loopback => None,
-        "http" if loopback => {
-            Some("an http token endpoint needs allow_insecure_loopback = true".to_owned())
-        }
-        _ => Some(
-            "a token endpoint must be https (or http on loopback with allow_insecure_loopback)"
-                .to_owned(),
-        ),
+/// The domain a provider's token endpoints must be on, if any: the spec's `required_domain`
+/// (xAI: `x.ai`, also when its spec names none, as the refresher's xAI client does).
+pub fn required_domain(spec: &ProviderSpec) -> Option<String> {
+    let endpoint = spec.token_endpoint.as_ref()?;
+    if spec.id.as_str() == xai::PROVIDER {
+        return Some(xai::required_domain(endpoint).to_owned());
     }
+    endpoint.required_domain.clone()
+}
+
+/// Why a refresh token may not be sent to `url`, or `None` when it may. The rule is the
+/// refresher's own ([`check_endpoint_url`]): `https` without user info, on `required_domain`
+/// (or a subdomain) when one is given; `http` or `https` on loopback, whatever the domain,
+/// only when `allow_insecure_loopback` is on. The answer never quotes the URL.
+pub fn token_url_problem(
+    url: &str,
+    required_domain: Option<&str>,
+    allow_insecure_loopback: bool,
+) -> Option<String> {
+    let reason = match check_endpoint_url(url, required_domain, allow_insecure_loopback) {
+        Ok(_) => return None,
+        Err(RefreshError::Misconfigured { reason }) => reason,
+        Err(_) => return Some("not an acceptable token endpoint".to_owned()),
+    };
+    Some(match reason {
+        ConfigReason::InsecureUrl { host }
+            if matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]") =>
+        {
+            "an http token endpoint needs allow_insecure_loopback = true".to_owned()
+        }
+        ConfigReason::InsecureUrl { .. } => {
+            "a token endpoint must be https (or http on loopback with allow_insecure_loopback)"
+                .to_owned()
+        }
+        ConfigReason::DomainMismatch { required, .. } => format!(
+            "this provider's token endpoint must be on `{required}` or a subdomain (or on loopback with allow_insecure_loopback)"
+        ),
+        _ => "not a URL with a host and without user:password".to_owned(),
+    })
 }
 
 fn check_token_url(
     source: &Source<'_>,
     url: &Spanned<String>,
     key: &str,
+    required_domain: Option<&str>,
     allow_insecure_loopback: bool,
 ) -> Result<String, ConfigError> {
-    match token_url_problem(url.get_ref(), allow_insecure_loopback) {
+    match token_url_problem(url.get_ref(), required_domain, allow_insecure_loopback) {
         None => Ok(url.get_ref().clone()),
         Some(problem) => Err(source.error(Some(url.span()), key, problem)),
     }
@@ -544,11 +582,8 @@ fn provider_spec(
     if id.as_str().is_empty() {
         return Err(source.error(Some(raw.id.span()), "providers.id", "must not be empty"));
     }
-    let token_url = raw
-        .token_url
-        .as_ref()
-        .map(|url| check_token_url(source, url, "token_url", loopback))
-        .transpose()?;
+    // The token_url itself is checked once the spec (and its required domain) is known.
+    let has_token_url = raw.token_url.is_some();
     let base_url = raw
         .base_url
         .as_ref()
@@ -556,24 +591,22 @@ fn provider_spec(
         .transpose()?;
     let registered = known.iter().find(|spec| spec.id == id).cloned();
     let declared = base_url.is_some()
-        || token_url.is_some()
+        || has_token_url
         || raw.hosts.is_some()
         || id.custom_name().is_some_and(|name| !name.is_empty());
     let mut spec = match registered {
         Some(spec) => spec,
-        None if declared => match &token_url {
-            Some(_) => ProviderSpec::oauth(
-                id.as_str(),
-                TokenEndpointSpec {
-                    urls: Vec::new(),
-                    discovery_url: None,
-                    required_domain: None,
-                    client_id: None,
-                    json_body: false,
-                },
-            ),
-            None => ProviderSpec::api_key(id.as_str()),
-        },
+        None if declared && has_token_url => ProviderSpec::oauth(
+            id.as_str(),
+            TokenEndpointSpec {
+                urls: Vec::new(),
+                discovery_url: None,
+                required_domain: None,
+                client_id: None,
+                json_body: false,
+            },
+        ),
+        None if declared => ProviderSpec::api_key(id.as_str()),
         None => {
             let builtin: Vec<String> = known.iter().map(|s| s.id.to_string()).collect();
             return Err(source.error(
@@ -586,15 +619,22 @@ fn provider_spec(
             ));
         }
     };
-    if let Some(url) = token_url {
+    if let Some(url) = &raw.token_url {
+        let domain = required_domain(&spec);
         let Some(endpoint) = spec.token_endpoint.as_mut() else {
             return Err(source.error(
-                raw.token_url.as_ref().map(Spanned::span),
+                Some(url.span()),
                 "token_url",
                 format!("provider `{id}` takes API keys, not OAuth grants"),
             ));
         };
-        endpoint.urls = vec![url];
+        endpoint.urls = vec![check_token_url(
+            source,
+            url,
+            "token_url",
+            domain.as_deref(),
+            loopback,
+        )?];
         endpoint.discovery_url = None;
     }
     if let Some(client_id) = &raw.client_id {
@@ -630,6 +670,32 @@ fn provider_spec(
     Ok(spec)
 }
 
+/// Whether `name` has the shape of an environment variable name, `^[A-Za-z_][A-Za-z0-9_]*$`.
+/// Anything else (a `-`, a `.`, a space) is most likely a secret pasted where its variable's
+/// name belongs, and must not be stored, logged or shown as a source name.
+pub fn is_env_var_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The error for a value that is not an environment variable name; it never shows the value.
+pub const NOT_AN_ENV_VAR_NAME: &str = "not an environment variable name (letters, digits and `_`, not starting with a digit); the value is not shown, as it may be a secret typed in place of the name";
+
+fn env_var_name(
+    source: &Source<'_>,
+    name: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    if is_env_var_name(name.get_ref()) {
+        Ok(name.get_ref().clone())
+    } else {
+        Err(source.error(Some(name.span()), key, NOT_AN_ENV_VAR_NAME))
+    }
+}
+
 fn seed_of(
     source: &Source<'_>,
     base: &Path,
@@ -645,7 +711,8 @@ fn seed_of(
     }
     let mut sources = Vec::new();
     if let Some(name) = &raw.api_key_env {
-        sources.push(SeedCredential::ApiKey(SecretFrom::Env(name.clone())));
+        let name = env_var_name(source, name, "api_key_env")?;
+        sources.push(SeedCredential::ApiKey(SecretFrom::Env(name)));
     }
     if let Some(path) = &raw.api_key_file {
         sources.push(SeedCredential::ApiKey(SecretFrom::File(resolve(
@@ -653,7 +720,8 @@ fn seed_of(
         ))));
     }
     if let Some(name) = &raw.refresh_token_env {
-        sources.push(SeedCredential::RefreshToken(SecretFrom::Env(name.clone())));
+        let name = env_var_name(source, name, "refresh_token_env")?;
+        sources.push(SeedCredential::RefreshToken(SecretFrom::Env(name)));
     }
     if let Some(path) = &raw.refresh_token_file {
         sources.push(SeedCredential::RefreshToken(SecretFrom::File(resolve(
@@ -709,10 +777,11 @@ fn seed_of(
             ),
         ));
     }
+    let domain = required_domain(spec);
     let token_url = raw
         .token_url
         .as_ref()
-        .map(|url| check_token_url(source, url, "token_url", loopback))
+        .map(|url| check_token_url(source, url, "token_url", domain.as_deref(), loopback))
         .transpose()?;
     if !oauth_grant && (token_url.is_some() || raw.client_id.is_some()) {
         let span = raw.token_url.as_ref().map(Spanned::span).or(label_span);

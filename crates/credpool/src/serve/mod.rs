@@ -5,10 +5,14 @@
 //! listener and print `credpool serve: listening on http://ADDR` on stdout.
 //!
 //! Stop (SIGINT or SIGTERM): stop accepting connections and end event streams, let
-//! requests in flight finish, wait (bounded by the refresher's HTTP timeout) for token
+//! requests in flight finish (up to 10 s; then the server task is aborted, so no request is
+//! served while the pools shut down), wait (bounded by the refresher's HTTP timeout) for token
 //! exchanges in flight so their results are committed, then [`credpool::Credpool::shutdown`]
 //! (write-behind counters and the store flushed) and exit 0. A refresh still in flight after
 //! the wait keeps its durable marker and is settled at the next start.
+//!
+//! The admin API is plain HTTP: on a non-loopback `listen` address the start logs a WARN
+//! (put it behind TLS).
 //!
 //! **Invariants:** logs go to stderr through `tracing` and never carry a secret (secrets are
 //! [`credpool::Secret`]s, redacted in `Debug`); the admin token is never logged.
@@ -145,6 +149,7 @@ async fn run_service(
         token: Arc::new(token),
         clock: Arc::clone(pool.clock()),
         allow_insecure_loopback: config.allow_insecure_loopback,
+        providers: pool.providers().clone(),
         shutdown: stop_receiver.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -152,6 +157,12 @@ async fn run_service(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("no local address")?;
     tracing::info!(%address, "admin api listening");
+    if !address.ip().is_loopback() {
+        tracing::warn!(
+            %address,
+            "the admin api is plain http on a non-loopback address: the bearer token and added secrets cross the network unencrypted; put it behind a TLS-terminating proxy or listen on loopback"
+        );
+    }
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "credpool serve: listening on http://{address}");
@@ -161,15 +172,21 @@ async fn run_service(
     let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
         let _ = drained.wait_for(|stopping| *stopping).await;
     });
-    let server = tokio::spawn(async move { server.await });
+    let mut server = tokio::spawn(async move { server.await });
     let signal = signals.wait().await;
     tracing::info!(signal, "shutting down: no new connections");
     let _ = stop_sender.send(true);
-    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(error))) => tracing::warn!(%error, "admin server ended with an error"),
         Ok(Err(error)) => tracing::warn!(%error, "admin server task failed"),
-        Err(_) => tracing::warn!("connections still open after the drain timeout; closing"),
+        Err(_) => {
+            // Nothing may be served while the pools shut down: the connections still open
+            // are dropped with the server task.
+            server.abort();
+            let _ = server.await;
+            tracing::warn!("connections still open after the drain timeout; closed");
+        }
     }
     // `Credpool::shutdown` (the caller's next step) lets exchanges in flight finish and be
     // committed before the pools stop.

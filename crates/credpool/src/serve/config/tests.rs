@@ -168,7 +168,25 @@ fn bad_keys_and_values_are_reported_with_their_key_and_line() {
         "data_dir = \"d\"\n\n[[providers]]\nid = \"openai\"\nstrategy = \"fastest\"\n",
         "strategy",
         5,
-        "unknown variant `fastest`",
+        "unknown variant, expected one of `fill_first`, `round_robin`",
+    );
+    check_error(
+        "data_dir = \"d\"\nallow_insecure_loopback = true\n[[providers]]\nid = \"xai-oauth\"\ntoken_url = \"https://evil.com/token\"\n",
+        "token_url",
+        5,
+        "must be on `x.ai`",
+    );
+    check_error(
+        "data_dir = \"d\"\n[[providers]]\nid = \"xai-oauth\"\n[[providers.entries]]\nlabel = \"g\"\nrefresh_token_env = \"RT\"\ntoken_url = \"https://auth.evilx.ai/token\"\n",
+        "token_url",
+        7,
+        "must be on `x.ai`",
+    );
+    check_error(
+        "data_dir = \"d\"\n[[providers]]\nid = \"custom:acme\"\ntoken_url = \"https://user:pw@auth.acme.test/token\"\n",
+        "token_url",
+        4,
+        "without user:password",
     );
     check_error(
         "data_dir = \"d\"\n[[providers]]\nid = \"openai\"\n[[providers.entries]]\nlabel = \"k\"\napi_key_env = \"K\"\npriorty = 1\n",
@@ -287,6 +305,41 @@ fn inline_secrets_are_refused_unless_allowed_and_never_echoed() {
 }
 
 #[test]
+fn a_secret_typed_as_an_env_var_name_is_refused_and_never_echoed() {
+    for (key, name) in [
+        ("api_key_env", "sk-proj-CANARY-env-name"),
+        ("refresh_token_env", "sk-proj-CANARY-env-name"),
+        ("api_key_env", "1ABC"),
+        ("api_key_env", "A B"),
+        ("api_key_env", ""),
+    ] {
+        let provider = if key == "api_key_env" {
+            "openai"
+        } else {
+            "xai-oauth"
+        };
+        let text = format!(
+            "data_dir = \"d\"\n[[providers]]\nid = \"{provider}\"\n[[providers.entries]]\nlabel = \"k\"\n{key} = \"{name}\"\n"
+        );
+        let error = parse(&text).unwrap_err();
+        assert_eq!(error.key.as_deref(), Some(key), "{error}");
+        assert_eq!(error.line, Some(6), "{error}");
+        let shown = error.to_string();
+        assert!(
+            shown.contains("not an environment variable name"),
+            "{shown}"
+        );
+        assert!(name.is_empty() || !shown.contains(name), "{shown}");
+    }
+    for name in ["OPENAI_API_KEY", "_X", "a1", "X"] {
+        let text = format!(
+            "data_dir = \"d\"\n[[providers]]\nid = \"openai\"\n[[providers.entries]]\nlabel = \"k\"\napi_key_env = \"{name}\"\n"
+        );
+        assert!(parse(&text).is_ok(), "{name}");
+    }
+}
+
+#[test]
 fn string_values_are_elided_from_type_errors() {
     let cases = [
         (
@@ -305,6 +358,19 @@ fn string_values_are_elided_from_type_errors() {
             "invalid type: integer `5`, expected a string",
             "invalid type: integer `5`, expected a string",
         ),
+        (
+            "unknown variant `sk-proj-123`, expected one of `fill_first`, `round_robin`",
+            "unknown variant, expected one of `fill_first`, `round_robin`",
+        ),
+        (
+            "unknown variant `sk`, expected `a`, `b``, expected one of `x`",
+            "unknown variant, expected one of `x`",
+        ),
+        (
+            "unknown variant `sk-1`, there are no variants",
+            "unknown variant, there are no variants",
+        ),
+        ("unknown variant `sk-truncated", "unknown variant"),
     ];
     for (input, expected) in cases {
         assert_eq!(elide_strings(input), expected, "{input}");
