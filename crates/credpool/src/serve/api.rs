@@ -10,6 +10,7 @@
 //! | `GET /v1/status` | every running pool's snapshot |
 //! | `GET /v1/stats` | every pool's counters and the refresher's |
 //! | `GET /v1/providers/{p}/entries` | one pool's snapshot |
+//! | `GET /v1/providers/{p}/entries/{target}` | one entry, resolved like the pool does ([`resolve`]) |
 //! | `POST /v1/providers/{p}/entries` | add (JSON [`AddEntryRequest`]) |
 //! | `DELETE /v1/providers/{p}/entries/{target}` | remove |
 //! | `POST /v1/providers/{p}/entries/{target}/reset` | reset |
