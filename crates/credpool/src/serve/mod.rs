@@ -172,25 +172,40 @@ async fn run_service(
     let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
         let _ = drained.wait_for(|stopping| *stopping).await;
     });
-    let mut server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(async move { server.await });
     let signal = signals.wait().await;
     tracing::info!(signal, "shutting down: no new connections");
     let _ = stop_sender.send(true);
-    match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "admin server ended with an error"),
-        Ok(Err(error)) => tracing::warn!(%error, "admin server task failed"),
-        Err(_) => {
-            // Nothing may be served while the pools shut down: the connections still open
-            // are dropped with the server task.
-            server.abort();
-            let _ = server.await;
-            tracing::warn!("connections still open after the drain timeout; closed");
-        }
-    }
+    drain(server, DRAIN_TIMEOUT).await;
     // `Credpool::shutdown` (the caller's next step) lets exchanges in flight finish and be
     // committed before the pools stop.
     Ok(())
+}
+
+/// Gives the (gracefully stopping) server task `timeout` to finish its requests; past it, the
+/// task is aborted and awaited, so its open connections are closed and nothing is served
+/// while the pools shut down. Returns whether the server ended on its own.
+async fn drain(
+    mut server: tokio::task::JoinHandle<std::io::Result<()>>,
+    timeout: Duration,
+) -> bool {
+    match tokio::time::timeout(timeout, &mut server).await {
+        Ok(Ok(Ok(()))) => true,
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "admin server ended with an error");
+            true
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "admin server task failed");
+            true
+        }
+        Err(_) => {
+            server.abort();
+            let _ = server.await;
+            tracing::warn!("connections still open after the drain timeout; closed");
+            false
+        }
+    }
 }
 
 /// SIGTERM and SIGINT, watched from the start of the process.
@@ -213,5 +228,29 @@ impl Signals {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::drain;
+
+    #[tokio::test]
+    async fn a_server_still_busy_after_the_drain_timeout_is_stopped() {
+        // The task holds a clone until it is dropped: the count says whether it still runs.
+        let alive = Arc::new(());
+        let held = Arc::clone(&alive);
+        let busy = tokio::spawn(async move {
+            let _held = held;
+            std::future::pending::<std::io::Result<()>>().await
+        });
+        assert!(!drain(busy, Duration::from_millis(20)).await);
+        assert_eq!(Arc::strong_count(&alive), 1, "the server task still runs");
+
+        let done = tokio::spawn(async { Ok(()) });
+        assert!(drain(done, Duration::from_secs(5)).await);
     }
 }
