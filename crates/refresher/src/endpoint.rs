@@ -5,7 +5,8 @@
 //! - [`grant`]: [`refresh`] — one request, its answer classified into [`TokenResponse`] or
 //!   [`RefreshError`];
 //! - [`http`]: the reqwest client ([`build_http_client`]), the URL policy, capped reads;
-//! - [`limiter`]: [`HostRateLimiter`], consulted before every token request and every OpenID discovery request (a zero budget sends nothing);
+//! - [`limiter`]: [`HostRateLimiter`], consulted before every token request and every OpenID
+//!   discovery request (a zero budget sends nothing);
 //! - providers: [`xai`] (OpenID discovery, `x.ai` domain check), [`openai_codex`],
 //!   [`anthropic`] (two endpoints, safe fall-through), [`nous`], [`generic`] (from
 //!   configuration). [`ProviderClient`] picks one by provider id.
