@@ -21,15 +21,17 @@
 //! - The fast path never changes an entry: it takes a lease count and bumps usage atomics.
 //! - When in doubt it declines; the actor's answer is always a correct one.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use credpool_core::{Clock, CredentialKind, EntryId, Generation, Secret, Timestamp};
+use credpool_core::{Clock, EntryId, Generation, Timestamp};
 
-use crate::lease::{Grant, LeaseTicket};
+use crate::lease::{Grant, LeaseTicket, Leased};
 
 /// Lease count and fast-path usage of one entry, shared by its slot, the snapshot and leases.
 #[derive(Debug, Default)]
+#[repr(align(64))] // its own cache line: entries leased from different cores do not share one
 pub(crate) struct Counters {
     /// Leases held now.
     leases: AtomicU32,
@@ -79,11 +81,8 @@ impl Counters {
 pub(crate) struct FastEntry {
     pub(crate) id: EntryId,
     pub(crate) generation: Generation,
-    pub(crate) label: Arc<str>,
-    pub(crate) secret: Secret,
-    pub(crate) base_url: Option<Arc<str>>,
-    pub(crate) kind: CredentialKind,
-    pub(crate) counters: Arc<Counters>,
+    /// What a lease carries (shared with the actor's slot).
+    pub(crate) leased: Arc<Leased>,
     /// Selectable from this time on (cooldowns and every per-model bench over).
     pub(crate) ready_from: Timestamp,
     /// Its status is a cooldown that will have expired: the actor revives it (status, event,
@@ -101,6 +100,8 @@ pub(crate) struct FastSnapshot {
     /// Entries that can be selectable at some time, in priority order (dead entries and
     /// entries without a secret are left out).
     pub(crate) entries: Vec<FastEntry>,
+    /// Position of each entry in `entries`.
+    pub(crate) index: HashMap<EntryId, usize>,
 }
 
 /// State shared by a pool actor and its handles.
@@ -112,10 +113,10 @@ pub(crate) struct Shared {
     next_lease_id: AtomicU64,
     /// The entry last handed out (`0`: none; entry ids are never 0).
     current: AtomicU64,
-    /// Selections served by the fast path, for the pool's stats.
-    fast_selections: AtomicU64,
     /// Whether a dropped lease must also tell the actor (strict caps park waiters there).
     notify_release: AtomicBool,
+    /// Auth failures against an older generation answered here, for the pool's stats.
+    stale_reports: AtomicU64,
 }
 
 impl Shared {
@@ -126,8 +127,8 @@ impl Shared {
             clock,
             next_lease_id: AtomicU64::new(1),
             current: AtomicU64::new(0),
-            fast_selections: AtomicU64::new(0),
             notify_release: AtomicBool::new(false),
+            stale_reports: AtomicU64::new(0),
         }
     }
 
@@ -146,10 +147,13 @@ impl Shared {
         self.next_lease_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Records the entry last handed out.
+    /// Records the entry last handed out (no write when it is already the current one, so
+    /// that tasks leasing the same entry do not bounce the cache line).
     pub(crate) fn set_current(&self, entry: Option<EntryId>) {
-        self.current
-            .store(entry.map_or(0, |id| id.0), Ordering::Relaxed);
+        let id = entry.map_or(0, |id| id.0);
+        if self.current.load(Ordering::Relaxed) != id {
+            self.current.store(id, Ordering::Relaxed);
+        }
     }
 
     /// The entry last handed out.
@@ -158,11 +162,6 @@ impl Shared {
             0 => None,
             id => Some(EntryId(id)),
         }
-    }
-
-    /// Selections the fast path has served in this pool run.
-    pub(crate) fn fast_selections(&self) -> u64 {
-        self.fast_selections.load(Ordering::Relaxed)
     }
 
     /// Whether dropping a lease must also send the actor a `Release`.
@@ -187,29 +186,51 @@ impl Shared {
             if entry.revive_first {
                 return None;
             }
-            if entry.counters.try_acquire_under(cap) {
+            if entry.leased.counters.try_acquire_under(cap) {
                 return Some(self.grant(entry, now));
             }
-            let leases = entry.counters.leases();
+            let leases = entry.leased.counters.leases();
             if least.is_none_or(|(fewest, _)| leases < fewest) {
                 least = Some((leases, entry));
             }
         }
         let (_, entry) = least?;
-        entry.counters.acquire();
+        entry.leased.counters.acquire();
         Some(self.grant(entry, now))
     }
 
+    /// Leases `entry` itself if it is selectable and its generation is newer than `reported`
+    /// (the answer to an auth failure once a refresh or someone else rotated the token).
+    /// Like the actor's answer to refresh waiters it ignores the lease cap. `None` leaves it
+    /// to the actor.
+    pub(crate) fn lease_newer(&self, entry: EntryId, reported: Generation) -> Option<Grant> {
+        let snapshot = self.snapshot.read().ok()?;
+        let entry = snapshot.entries.get(*snapshot.index.get(&entry)?)?;
+        let now = self.clock.now();
+        if entry.generation <= reported || entry.ready_from > now || entry.revive_first {
+            return None;
+        }
+        entry.leased.counters.acquire();
+        Some(self.grant(entry, now))
+    }
+
+    /// Counts an auth failure against an older generation answered by [`Shared::lease_newer`].
+    pub(crate) fn count_stale_report(&self) {
+        self.stale_reports.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes the stale reports counted since the last call.
+    pub(crate) fn take_stale_reports(&self) -> u64 {
+        self.stale_reports.swap(0, Ordering::Relaxed)
+    }
+
     fn grant(&self, entry: &FastEntry, now: Timestamp) -> Grant {
-        entry
-            .counters
-            .fast_selections
-            .fetch_add(1, Ordering::Relaxed);
-        entry
-            .counters
-            .fast_last_used
-            .fetch_max(now.0, Ordering::Relaxed);
-        self.fast_selections.fetch_add(1, Ordering::Relaxed);
+        let counters = &entry.leased.counters;
+        counters.fast_selections.fetch_add(1, Ordering::Relaxed);
+        // Written only when the clock moved on (milliseconds), not on every lease.
+        if counters.fast_last_used.load(Ordering::Relaxed) < now.0 {
+            counters.fast_last_used.fetch_max(now.0, Ordering::Relaxed);
+        }
         self.set_current(Some(entry.id));
         Grant {
             ticket: LeaseTicket {
@@ -217,11 +238,7 @@ impl Shared {
                 entry: entry.id,
                 generation: entry.generation,
             },
-            label: Arc::clone(&entry.label),
-            secret: entry.secret.clone(),
-            base_url: entry.base_url.clone(),
-            kind: entry.kind,
-            counters: Arc::clone(&entry.counters),
+            leased: Arc::clone(&entry.leased),
         }
     }
 }

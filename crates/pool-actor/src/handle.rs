@@ -15,12 +15,17 @@ use crate::error::PoolError;
 use crate::events::EventStream;
 use crate::fast::Shared;
 use crate::lease::{Grant, Lease};
-use crate::messages::{NewEntry, PoolMsg, Reply, Target};
+use crate::messages::{AuthAnswer, NewEntry, PoolMsg, Reply, Target};
 use crate::view::{EntryView, PoolSnapshot, PoolStats};
 
-/// A handle on one provider's pool. Cheap to clone.
+/// A handle on one provider's pool. Cheap to clone (one reference count: every lease holds
+/// a clone).
 #[derive(Clone)]
 pub struct PoolHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
     provider: ProviderId,
     actor: ActorRef<PoolMsg>,
     /// The actor's published snapshot: `select` reads it without a message.
@@ -31,7 +36,7 @@ pub struct PoolHandle {
 impl fmt::Debug for PoolHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolHandle")
-            .field("provider", &self.provider)
+            .field("provider", &self.inner.provider)
             .finish_non_exhaustive()
     }
 }
@@ -44,22 +49,24 @@ impl PoolHandle {
         call_timeout: Duration,
     ) -> Self {
         PoolHandle {
-            provider,
-            actor,
-            shared,
-            call_timeout,
+            inner: Arc::new(HandleInner {
+                provider,
+                actor,
+                shared,
+                call_timeout,
+            }),
         }
     }
 
     /// Returns the provider.
     pub fn provider(&self) -> &ProviderId {
-        &self.provider
+        &self.inner.provider
     }
 
     /// Tells whether the pool actor is still running.
     pub fn is_alive(&self) -> bool {
         matches!(
-            self.actor.get_status(),
+            self.inner.actor.get_status(),
             ractor::ActorStatus::Running
                 | ractor::ActorStatus::Starting
                 | ractor::ActorStatus::Upgrading
@@ -72,7 +79,8 @@ impl PoolHandle {
         timeout: Option<Duration>,
     ) -> Result<T, PoolError> {
         let (sender, receiver) = oneshot::channel();
-        self.actor
+        self.inner
+            .actor
             .send_message(build(sender.into()))
             .map_err(|_| PoolError::Stopped)?;
         let answer = match timeout {
@@ -97,8 +105,8 @@ impl PoolHandle {
     /// published, without a message; anything else is asked of the actor.
     pub async fn select(&self, model: Option<&str>) -> Result<Lease, PoolError> {
         if model.is_none()
-            && matches!(self.actor.get_status(), ractor::ActorStatus::Running)
-            && let Some(grant) = self.shared.try_select()
+            && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
+            && let Some(grant) = self.inner.shared.try_select()
         {
             return Ok(self.lease(grant));
         }
@@ -111,8 +119,11 @@ impl PoolHandle {
 
     /// Returns the entry last handed out, if any.
     pub async fn current(&self) -> Result<Option<EntryView>, PoolError> {
-        self.ask(|reply| PoolMsg::Current { reply }, Some(self.call_timeout))
-            .await
+        self.ask(
+            |reply| PoolMsg::Current { reply },
+            Some(self.inner.call_timeout),
+        )
+        .await
     }
 
     /// Force-refreshes the entry last handed out (or the first OAuth entry) and leases it.
@@ -120,7 +131,7 @@ impl PoolHandle {
         let grant = self
             .ask(
                 |reply| PoolMsg::TryRefreshCurrent { reply },
-                Some(self.call_timeout),
+                Some(self.inner.call_timeout),
             )
             .await?;
         Ok(self.lease(grant))
@@ -134,9 +145,23 @@ impl PoolHandle {
         failure: Classification,
         model: Option<&str>,
     ) -> Result<Lease, PoolError> {
+        let deadline = tokio::time::Instant::now() + self.inner.call_timeout;
+        if model.is_none()
+            && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
+            && let Some(grant) = self
+                .inner
+                .shared
+                .lease_newer(lease.entry_id(), lease.generation())
+        {
+            // Someone already rotated this token: answer with the current one, change nothing
+            // (what the actor would answer, without asking it).
+            self.inner.shared.count_stale_report();
+            drop(lease);
+            return Ok(self.lease(grant));
+        }
         let ticket = lease.disarm();
         let model = model.map(str::to_owned);
-        let grant = self
+        let answer = self
             .ask(
                 |reply| PoolMsg::ReportAuthFailure {
                     ticket,
@@ -144,9 +169,30 @@ impl PoolHandle {
                     model,
                     reply,
                 },
-                Some(self.call_timeout),
+                Some(self.inner.call_timeout),
             )
             .await?;
+        let grant = match answer {
+            AuthAnswer::Lease(grant) => grant,
+            AuthAnswer::AwaitRefresh {
+                entry,
+                reported,
+                mut done,
+            } => {
+                // `Err` means the refresh ended without a new token (or the pool stopped):
+                // either way the actor decides below.
+                let _ = tokio::time::timeout_at(deadline, done.changed())
+                    .await
+                    .map_err(|_| PoolError::Timeout)?;
+                match self.inner.shared.lease_newer(entry, reported) {
+                    Some(grant) => grant,
+                    None => {
+                        self.ask(|reply| PoolMsg::Select { model: None, reply }, None)
+                            .await?
+                    }
+                }
+            }
+        };
         Ok(self.lease(grant))
     }
 
@@ -167,7 +213,7 @@ impl PoolHandle {
                 model,
                 reply: Some(reply),
             },
-            Some(self.call_timeout),
+            Some(self.inner.call_timeout),
         )
         .await
     }
@@ -175,7 +221,7 @@ impl PoolHandle {
     /// Reports a success without waiting for an answer (the hot path).
     pub fn report_success(&self, lease: Lease) {
         let ticket = lease.disarm();
-        let _ = self.actor.send_message(PoolMsg::ReportOutcome {
+        let _ = self.inner.actor.send_message(PoolMsg::ReportOutcome {
             ticket,
             outcome: Outcome::Success,
             model: None,
@@ -186,29 +232,33 @@ impl PoolHandle {
     /// Tells the actor a lease came back when it has strict-cap waiters to serve (the lease
     /// has already given its count back).
     pub(crate) fn lease_returned(&self) {
-        if self.shared.notify_release() {
-            let _ = self.actor.send_message(PoolMsg::Release);
+        if self.inner.shared.notify_release() {
+            let _ = self.inner.actor.send_message(PoolMsg::Release);
         }
     }
 
     /// Tells the pool a proactive refresh of (entry, generation) is due. Used by refreshers.
     pub fn refresh_due(&self, entry: EntryId, generation: Generation) {
         let _ = self
+            .inner
             .actor
             .send_message(PoolMsg::RefreshDue { entry, generation });
     }
 
     /// Returns a redacted snapshot of the pool.
     pub async fn snapshot(&self) -> Result<PoolSnapshot, PoolError> {
-        self.ask(|reply| PoolMsg::Snapshot { reply }, Some(self.call_timeout))
-            .await
+        self.ask(
+            |reply| PoolMsg::Snapshot { reply },
+            Some(self.inner.call_timeout),
+        )
+        .await
     }
 
     /// Adds an entry; answers once it is durable.
     pub async fn add_entry(&self, entry: NewEntry) -> Result<EntryView, PoolError> {
         self.ask(
             |reply| PoolMsg::AddEntry { entry, reply },
-            Some(self.call_timeout),
+            Some(self.inner.call_timeout),
         )
         .await
     }
@@ -217,7 +267,7 @@ impl PoolHandle {
     pub async fn remove_entry(&self, target: Target) -> Result<EntryView, PoolError> {
         self.ask(
             |reply| PoolMsg::RemoveEntry { target, reply },
-            Some(self.call_timeout),
+            Some(self.inner.call_timeout),
         )
         .await
     }
@@ -226,7 +276,7 @@ impl PoolHandle {
     pub async fn reset_entry(&self, target: Target) -> Result<EntryView, PoolError> {
         self.ask(
             |reply| PoolMsg::ResetEntry { target, reply },
-            Some(self.call_timeout),
+            Some(self.inner.call_timeout),
         )
         .await
     }
@@ -235,7 +285,7 @@ impl PoolHandle {
     pub async fn refresh_entry(&self, target: Target) -> Result<EntryView, PoolError> {
         self.ask(
             |reply| PoolMsg::RefreshEntry { target, reply },
-            Some(self.call_timeout),
+            Some(self.inner.call_timeout),
         )
         .await
     }
@@ -252,7 +302,7 @@ impl PoolHandle {
                 position,
                 reply,
             },
-            Some(self.call_timeout),
+            Some(self.inner.call_timeout),
         )
         .await
     }
@@ -261,21 +311,25 @@ impl PoolHandle {
     pub async fn set_strategy(&self, strategy: Strategy) -> Result<(), PoolError> {
         self.ask(
             |reply| PoolMsg::SetStrategy { strategy, reply },
-            Some(self.call_timeout),
+            Some(self.inner.call_timeout),
         )
         .await
     }
 
     /// Returns the pool's counters.
     pub async fn stats(&self) -> Result<PoolStats, PoolError> {
-        self.ask(|reply| PoolMsg::Stats { reply }, Some(self.call_timeout))
-            .await
+        self.ask(
+            |reply| PoolMsg::Stats { reply },
+            Some(self.inner.call_timeout),
+        )
+        .await
     }
 
     /// Subscribes to the pool's events with a buffer of `capacity` events.
     pub async fn subscribe(&self, capacity: usize) -> Result<EventStream, PoolError> {
         let (sender, receiver) = oneshot::channel();
-        self.actor
+        self.inner
+            .actor
             .send_message(PoolMsg::Subscribe {
                 capacity,
                 reply: sender.into(),
@@ -286,11 +340,14 @@ impl PoolHandle {
 
     /// Writes behind pending counters and flushes the store.
     pub async fn flush(&self) -> Result<(), PoolError> {
-        self.ask(|reply| PoolMsg::Flush { reply }, Some(self.call_timeout))
-            .await
+        self.ask(
+            |reply| PoolMsg::Flush { reply },
+            Some(self.inner.call_timeout),
+        )
+        .await
     }
 
     pub(crate) fn actor(&self) -> &ActorRef<PoolMsg> {
-        &self.actor
+        &self.inner.actor
     }
 }

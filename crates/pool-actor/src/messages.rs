@@ -74,7 +74,7 @@ pub(crate) enum PoolMsg {
         ticket: LeaseTicket,
         failure: Classification,
         model: Option<String>,
-        reply: Reply<Grant>,
+        reply: Reply<AuthAnswer>,
     },
     /// Reports any other outcome; the lease is returned. Acknowledged once durable.
     ReportOutcome {
@@ -144,6 +144,21 @@ pub(crate) enum PoolMsg {
     },
     /// Fails the actor as a bug would (tests of the supervisor's restart policy).
     Crash,
+}
+
+/// The pool's answer to an auth failure.
+#[derive(Debug)]
+pub(crate) enum AuthAnswer {
+    /// What to retry with.
+    Lease(Grant),
+    /// A refresh of `entry` is in flight: wait until `done` changes (or closes), then lease
+    /// the entry from the published snapshot if its generation moved past `reported`, or
+    /// ask the actor for any lease.
+    AwaitRefresh {
+        entry: EntryId,
+        reported: Generation,
+        done: tokio::sync::watch::Receiver<()>,
+    },
 }
 
 /// Messages of the registry.

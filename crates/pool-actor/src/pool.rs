@@ -22,14 +22,15 @@ use credpool_store::{Change, ProviderState, QuarantinedRecord, RefreshMarker, St
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::PoolError;
 use crate::events::{PoolEvent, Subscribers};
 use crate::fast::{Counters, FastEntry, FastSnapshot, Shared};
 use crate::handle::PoolHandle;
-use crate::lease::{Grant, LeaseTicket};
-use crate::messages::{NewEntry, PoolMsg, Reply, Target};
+use crate::lease::{Grant, LeaseTicket, Leased};
+use crate::messages::{AuthAnswer, NewEntry, PoolMsg, Reply, Target};
 use crate::refresh::{
     RefreshCallback, RefreshFailure, RefreshRequest, RefreshResult, RefreshSeam, TrackUpdate,
 };
@@ -105,35 +106,63 @@ pub(crate) struct PoolActor;
 /// One entry and what the pool keeps beside it.
 struct Slot {
     entry: Entry,
-    /// Lease count and fast-path usage, shared with leases and the published snapshot.
-    counters: Arc<Counters>,
-    /// Cached so a grant does not allocate.
-    label: Arc<str>,
-    base_url: Option<Arc<str>>,
+    /// What leases of the current credential carry, built once per change so that a grant
+    /// does not allocate; its counters (leases, fast usage) survive [`Slot::replace`].
+    leased: Arc<Leased>,
 }
 
 impl Slot {
     fn new(entry: Entry) -> Self {
-        let label = Arc::from(entry.label.as_str());
-        let base_url = entry.base_url.as_deref().map(Arc::from);
-        Slot {
-            entry,
-            counters: Arc::default(),
-            label,
-            base_url,
-        }
+        Slot::with_counters(entry, Arc::default())
+    }
+
+    fn with_counters(entry: Entry, counters: Arc<Counters>) -> Self {
+        let leased = Arc::new(Leased {
+            label: Arc::from(entry.label.as_str()),
+            secret: entry.request_secret().clone(),
+            base_url: entry.base_url.as_deref().map(Arc::from),
+            kind: entry.credential_kind(),
+            counters,
+        });
+        Slot { entry, leased }
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.leased.counters
     }
 
     fn replace(&mut self, entry: Entry) {
-        let counters = Arc::clone(&self.counters);
-        *self = Slot::new(entry);
-        self.counters = counters;
+        let counters = Arc::clone(&self.leased.counters);
+        *self = Slot::with_counters(entry, counters);
+    }
+}
+
+/// Where a refresh waiter's lease goes: a `Select` or `TryRefreshCurrent` caller, or a
+/// `ReportAuthFailure` caller.
+enum WaiterReply {
+    Grant(Reply<Grant>),
+    Auth(Reply<AuthAnswer>),
+}
+
+impl WaiterReply {
+    /// Sends the answer; gives the grant back when the caller went away.
+    fn send(self, answer: Result<Grant, PoolError>) -> Option<Grant> {
+        match self {
+            WaiterReply::Grant(reply) => match reply.send(answer) {
+                Err(ractor::MessagingErr::SendErr(Ok(grant))) => Some(grant),
+                _ => None,
+            },
+            WaiterReply::Auth(reply) => match reply.send(answer.map(AuthAnswer::Lease)) {
+                Err(ractor::MessagingErr::SendErr(Ok(AuthAnswer::Lease(grant)))) => Some(grant),
+                _ => None,
+            },
+        }
     }
 }
 
 /// Someone waiting for a refresh of an entry to finish.
 struct RefreshWaiter {
-    reply: Reply<Grant>,
+    reply: WaiterReply,
     model: Option<String>,
 }
 
@@ -141,6 +170,12 @@ struct InFlight {
     generation: Generation,
     after_interruption: bool,
     waiters: Vec<RefreshWaiter>,
+    /// Signalled (or dropped) when the refresh is settled: auth-failure callers that joined
+    /// wait on it and lease the refreshed entry from the published snapshot themselves, so
+    /// the actor wakes thousands of them with one send instead of one grant each.
+    done: watch::Sender<()>,
+    /// How many callers wait on `done`.
+    joined: usize,
 }
 
 struct CapWaiter {
@@ -523,11 +558,7 @@ fn fast_entry(slot: &Slot) -> Option<FastEntry> {
     Some(FastEntry {
         id: entry.id,
         generation: entry.generation,
-        label: Arc::clone(&slot.label),
-        secret: entry.request_secret().clone(),
-        base_url: slot.base_url.clone(),
-        kind: entry.credential_kind(),
-        counters: Arc::clone(&slot.counters),
+        leased: Arc::clone(&slot.leased),
         ready_from,
         revive_first,
     })
@@ -581,16 +612,18 @@ impl PoolState {
         self.snapshot_stale = false;
         let enabled =
             self.strategy == Strategy::FillFirst && matches!(self.config.cap_mode, CapMode::Soft);
-        let entries = if enabled {
-            self.slots.iter().filter_map(fast_entry).collect()
-        } else {
-            Vec::new()
-        };
+        let entries: Vec<FastEntry> = self.slots.iter().filter_map(fast_entry).collect();
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| (entry.id, i))
+            .collect();
         self.shared.publish(
             FastSnapshot {
                 enabled,
                 max_leases: self.config.max_leases_per_entry.max(1),
                 entries,
+                index,
             },
             matches!(self.config.cap_mode, CapMode::Strict { .. }),
         );
@@ -601,15 +634,17 @@ impl PoolState {
     fn fold_fast_usage(&mut self) {
         let mut touched = Vec::new();
         for slot in &mut self.slots {
-            if let Some((count, last_used)) = slot.counters.take_fast_usage() {
+            if let Some((count, last_used)) = slot.counters().take_fast_usage() {
                 let usage = &mut slot.entry.usage;
                 usage.selections += count;
                 usage.last_used_at =
                     Some(usage.last_used_at.map_or(last_used, |at| at.max(last_used)));
                 touched.push(slot.entry.id);
+                self.stats.selections += count;
             }
         }
         self.dirty.extend(touched);
+        self.stats.stale_reports += self.shared.take_stale_reports();
     }
 
     fn publish(&mut self, event: PoolEvent) {
@@ -620,7 +655,7 @@ impl PoolState {
 
     fn view(&self, i: usize, now: Timestamp) -> EntryView {
         let slot = &self.slots[i];
-        EntryView::of(&slot.entry, i, slot.counters.leases(), now)
+        EntryView::of(&slot.entry, i, slot.counters().leases(), now)
     }
 
     // ---------------------------------------------------------------- selection
@@ -643,7 +678,7 @@ impl PoolState {
                 let slot = &slots[i];
                 slot.entry.is_available_at(now, model).then_some(Candidate {
                     uses: slot.entry.usage.selections,
-                    leases: slot.counters.leases(),
+                    leases: slot.counters().leases(),
                     weight: slot.entry.weight,
                 })
             },
@@ -673,7 +708,7 @@ impl PoolState {
             self.publish(PoolEvent::Revived { provider, entry });
         }
         let slot = &mut self.slots[i];
-        slot.counters.acquire();
+        slot.counters().acquire();
         slot.entry.usage.selections += 1;
         slot.entry.usage.last_used_at = Some(now);
         let id = slot.entry.id;
@@ -683,11 +718,7 @@ impl PoolState {
                 entry: id,
                 generation: slot.entry.generation,
             },
-            label: Arc::clone(&slot.label),
-            secret: slot.entry.request_secret().clone(),
-            base_url: slot.base_url.clone(),
-            kind: slot.entry.credential_kind(),
-            counters: Arc::clone(&slot.counters),
+            leased: Arc::clone(&slot.leased),
         };
         self.shared.set_current(Some(id));
         self.stats.selections += 1;
@@ -754,7 +785,10 @@ impl PoolState {
             if causes.contains_key("refreshing")
                 && let Some(inflight) = self.refreshing.values_mut().next()
             {
-                inflight.waiters.push(RefreshWaiter { reply, model });
+                inflight.waiters.push(RefreshWaiter {
+                    reply: WaiterReply::Grant(reply),
+                    model,
+                });
                 return;
             }
             if let CapMode::Strict { wait } = self.config.cap_mode
@@ -783,7 +817,7 @@ impl PoolState {
 
     fn release(&mut self, ticket: LeaseTicket) {
         if let Some(&i) = self.index.get(&ticket.entry) {
-            self.slots[i].counters.release();
+            self.slots[i].counters().release();
         }
         self.serve_cap_waiters();
     }
@@ -813,7 +847,7 @@ impl PoolState {
         ticket: LeaseTicket,
         failure: Classification,
         model: Option<String>,
-        reply: Reply<Grant>,
+        reply: Reply<AuthAnswer>,
     ) {
         self.release(ticket);
         let now = self.clock.now();
@@ -821,7 +855,7 @@ impl PoolState {
             // The entry was removed meanwhile: rotate.
             self.stats.rotations += 1;
             let answer = self.select(model.as_deref());
-            let _ = reply.send(answer);
+            let _ = reply.send(answer.map(AuthAnswer::Lease));
             return;
         };
         let entry = &self.slots[i].entry;
@@ -840,12 +874,24 @@ impl PoolState {
             } else {
                 self.select(model.as_deref())
             };
-            let _ = reply.send(answer);
+            let _ = reply.send(answer.map(AuthAnswer::Lease));
             return;
         }
         if let Some(inflight) = self.refreshing.get_mut(&ticket.entry) {
             self.stats.joined_refreshes += 1;
-            inflight.waiters.push(RefreshWaiter { reply, model });
+            if model.is_none() {
+                inflight.joined += 1;
+                let _ = reply.send(Ok(AuthAnswer::AwaitRefresh {
+                    entry: ticket.entry,
+                    reported: ticket.generation,
+                    done: inflight.done.subscribe(),
+                }));
+            } else {
+                inflight.waiters.push(RefreshWaiter {
+                    reply: WaiterReply::Auth(reply),
+                    model,
+                });
+            }
             return;
         }
         let refreshable = entry
@@ -855,8 +901,15 @@ impl PoolState {
             .last_refresh_at
             .is_some_and(|at| now.since(at) < self.config.refresh_loop_guard && at <= now);
         if failure.kind == FailureKind::AuthExpired && refreshable && !recently_refreshed {
-            self.start_refresh(ticket.entry, Some(RefreshWaiter { reply, model }), false)
-                .await;
+            self.start_refresh(
+                ticket.entry,
+                Some(RefreshWaiter {
+                    reply: WaiterReply::Auth(reply),
+                    model,
+                }),
+                false,
+            )
+            .await;
             return;
         }
         let failure = if recently_refreshed && failure.kind == FailureKind::AuthExpired {
@@ -885,7 +938,7 @@ impl PoolState {
                 .clone();
             tracing::info!(provider = %self.provider, entry = %grant.ticket.entry, label = %label, "rotated");
         }
-        let _ = reply.send(answer);
+        let _ = reply.send(answer.map(AuthAnswer::Lease));
     }
 
     async fn report_outcome(
@@ -1115,8 +1168,15 @@ impl PoolState {
                 ))));
             }
             Some(entry) => {
-                self.start_refresh(entry, Some(RefreshWaiter { reply, model: None }), false)
-                    .await;
+                self.start_refresh(
+                    entry,
+                    Some(RefreshWaiter {
+                        reply: WaiterReply::Grant(reply),
+                        model: None,
+                    }),
+                    false,
+                )
+                .await;
             }
             None => {
                 let _ = reply.send(Err(PoolError::Invalid(
@@ -1202,6 +1262,8 @@ impl PoolState {
                 generation,
                 after_interruption,
                 waiters: waiter.into_iter().collect(),
+                done: watch::Sender::new(()),
+                joined: 0,
             },
         );
         let myself = self.myself.clone();
@@ -1289,6 +1351,8 @@ impl PoolState {
                                 entry,
                             });
                         }
+                        // The snapshot with the new token is published: wake the joiners.
+                        inflight.done.send_replace(());
                         for waiter in inflight.waiters {
                             let answer = if self.slots[i]
                                 .entry
@@ -1379,7 +1443,7 @@ impl PoolState {
                 let still_valid = self.slots[i].entry.oauth().is_some_and(|t| {
                     !t.access.is_empty() && t.expires_at.is_some_and(|at| at > now)
                 });
-                if still_valid && inflight.waiters.is_empty() {
+                if still_valid && inflight.waiters.is_empty() && inflight.joined == 0 {
                     // A proactive refresh failed: keep serving the valid token.
                     return;
                 }
@@ -1436,8 +1500,8 @@ impl PoolState {
         }
     }
 
-    fn send_grant(&mut self, reply: Reply<Grant>, answer: Result<Grant, PoolError>) {
-        if let Err(ractor::MessagingErr::SendErr(Ok(grant))) = reply.send(answer) {
+    fn send_grant(&mut self, reply: WaiterReply, answer: Result<Grant, PoolError>) {
+        if let Some(grant) = reply.send(answer) {
             // The caller went away: return the lease it would have held.
             self.release(grant.ticket);
         }
@@ -1540,9 +1604,8 @@ impl PoolState {
         stats.leases_held = self
             .slots
             .iter()
-            .map(|s| u64::from(s.counters.leases()))
+            .map(|s| u64::from(s.counters().leases()))
             .sum();
-        stats.selections += self.shared.fast_selections();
         stats
     }
 
