@@ -163,7 +163,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         if wanted(Section::Stampede) {
             eprintln!("bench: stampede …");
             let result = stampede::stampede(plan.stampede_callers).await?;
-            report.stampede(&result, &mut table);
+            settle().await;
+            let floor = stampede::wake_floor(plan.stampede_callers, false).await?;
+            settle().await;
+            let floor_timeout = stampede::wake_floor(plan.stampede_callers, true).await?;
+            report.stampede(&result, &floor, &floor_timeout, &mut table);
             settle().await;
         }
         if wanted(Section::Commit) {
@@ -409,7 +413,13 @@ impl Report {
             .insert("scaling".to_owned(), Value::Object(scaling));
     }
 
-    fn stampede(&mut self, result: &stampede::StampedeResult, table: &mut Table) {
+    fn stampede(
+        &mut self,
+        result: &stampede::StampedeResult,
+        floor: &Samples,
+        floor_timeout: &Samples,
+        table: &mut Table,
+    ) {
         let one_request = result.token_requests == 1;
         let tail = ms(result.after_first.p99_ns()) <= 5.0;
         self.target("stampede_one_token_request", one_request);
@@ -424,7 +434,25 @@ impl Report {
                 "max_ms": round3(ms(result.done.max_ns())),
                 "first_ms": round3(ms(result.done.min_ns())),
                 "p99_after_first_ms": round3(ms(result.after_first.p99_ns())),
+                "floor_wake_p99_after_first_ms": round3(ms(floor.p99_ns())),
+                "floor_wake_timeout_p99_after_first_ms": round3(ms(floor_timeout.p99_ns())),
             }),
+        );
+        table.row(
+            &format!("floor: wake {} parked tasks (oneshot)", result.callers),
+            format!("{:.2} ms", ms(floor.p50_ns())),
+            format!("{:.2} ms", ms(floor.p99_ns())),
+            format!("{:.2} ms", ms(floor.max_ns())),
+            String::new(),
+            "after the first wake",
+        );
+        table.row(
+            &format!("floor: same, each wait under a timeout"),
+            format!("{:.2} ms", ms(floor_timeout.p50_ns())),
+            format!("{:.2} ms", ms(floor_timeout.p99_ns())),
+            format!("{:.2} ms", ms(floor_timeout.max_ns())),
+            String::new(),
+            "after the first wake",
         );
         table.row(
             &format!(

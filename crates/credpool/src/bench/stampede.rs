@@ -163,3 +163,44 @@ async fn run(
         after_first: Samples::new(after_first, wall),
     })
 }
+
+/// The floor of a stampede's tail: `callers` tasks each parked on a oneshot, answered in one
+/// loop as the pool answers its refresh waiters. With `timeout`, each wait is wrapped in a
+/// `tokio::time::timeout` as `PoolHandle` wraps its calls. Returns the times from the first
+/// task done until each task was done.
+pub(crate) async fn wake_floor(callers: usize, timeout: bool) -> anyhow::Result<Samples> {
+    let ready = Arc::new(Barrier::new(callers + 1));
+    let mut senders = Vec::with_capacity(callers);
+    let mut tasks = Vec::with_capacity(callers);
+    for _ in 0..callers {
+        let (sender, receiver) = tokio::sync::oneshot::channel::<u64>();
+        senders.push(sender);
+        let ready = Arc::clone(&ready);
+        tasks.push(tokio::spawn(async move {
+            ready.wait().await;
+            let answer = if timeout {
+                tokio::time::timeout(Duration::from_secs(60), receiver)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("floor waiter timed out"))?
+            } else {
+                receiver.await
+            };
+            std::hint::black_box(answer.map_err(|_| anyhow::anyhow!("floor sender dropped"))?);
+            anyhow::Ok(Instant::now())
+        }));
+    }
+    ready.wait().await;
+    // Let every task park on its receiver first.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = Instant::now();
+    for (i, sender) in senders.into_iter().enumerate() {
+        let _ = sender.send(i as u64);
+    }
+    let mut done = Vec::with_capacity(callers);
+    for task in tasks {
+        done.push(task.await.context("floor task panicked")??);
+    }
+    let first = done.iter().min().copied().unwrap_or(started);
+    let after_first = done.iter().map(|d| nanos(*d - first)).collect();
+    Ok(Samples::new(after_first, started.elapsed()))
+}
