@@ -1,0 +1,205 @@
+//! The lock-free select path agrees with the actor: what a reply made visible is what the
+//! next `select` sees, leases come back on drop, fast usage shows in snapshots and stats, and
+//! refresh joiners get the refreshed token.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::time::Duration;
+
+use credpool_core::{Classification, FailureKind, Outcome, RateLimitScope, Secret, Strategy};
+use credpool_pool_actor::{PoolError, RefreshFailure, RefreshResult, Target};
+use support::*;
+
+fn rate_limited() -> Classification {
+    Classification {
+        status: Some(429),
+        ..Classification::of(FailureKind::RateLimited {
+            scope: RateLimitScope::Account,
+        })
+    }
+}
+
+fn auth_expired() -> Classification {
+    Classification {
+        status: Some(401),
+        ..Classification::of(FailureKind::AuthExpired)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_entry_is_never_selected_after_the_removal_returns() {
+    let harness = Harness::memory(Strategy::FillFirst).await;
+    let pool = harness.pool("openai").await;
+    add_keys(&pool, 2).await;
+    assert_eq!(pool.select(None).await.unwrap().label(), "e0");
+    pool.remove_entry(Target::from("e0")).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(pool.select(None).await.unwrap().label(), "e1");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_benched_entry_is_not_selected_after_the_report_returns_and_comes_back_revived() {
+    let harness = Harness::memory(Strategy::FillFirst).await;
+    let pool = harness.pool("openai").await;
+    add_keys(&pool, 2).await;
+    let mut events = pool.subscribe(64).await.unwrap();
+    let lease = pool.select(None).await.unwrap();
+    assert_eq!(lease.label(), "e0");
+    pool.report(lease, Outcome::Failure(rate_limited()), None)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(pool.select(None).await.unwrap().label(), "e1");
+    }
+    // Past the cooldown the actor revives e0 (status, event) on its first pick.
+    tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+    assert_eq!(pool.select(None).await.unwrap().label(), "e0");
+    let snapshot = pool.snapshot().await.unwrap();
+    assert_eq!(snapshot.entries[0].status, "ok");
+    let mut revived = false;
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(10), events.recv()).await
+    {
+        revived |= format!("{event:?}").contains("Revived");
+    }
+    assert!(revived, "no Revived event after the cooldown");
+}
+
+#[tokio::test(start_paused = true)]
+async fn leases_come_back_on_drop_and_fast_usage_is_counted() {
+    let harness = Harness::memory(Strategy::FillFirst).await;
+    let pool = harness.pool("openai").await;
+    add_keys(&pool, 2).await;
+    let held: Vec<_> = futures_select(&pool, 3).await;
+    let labels: Vec<&str> = held.iter().map(|l| l.label()).collect();
+    assert_eq!(labels, ["e0", "e1", "e0"], "soft cap prefers free entries");
+    assert_eq!(pool.stats().await.unwrap().leases_held, 3);
+    drop(held);
+    assert_eq!(pool.stats().await.unwrap().leases_held, 0);
+    for _ in 0..7 {
+        drop(pool.select(None).await.unwrap());
+    }
+    let stats = pool.stats().await.unwrap();
+    assert_eq!(stats.selections, 10);
+    let snapshot = pool.snapshot().await.unwrap();
+    let e0 = snapshot.entries.iter().find(|e| e.label == "e0").unwrap();
+    assert_eq!(e0.usage.selections, 9);
+    assert!(e0.usage.last_used_at.is_some());
+}
+
+async fn wait_for_pending_refresh(harness: &Harness) {
+    for _ in 0..1000 {
+        if harness.refresher.pending() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("no refresh in flight");
+}
+
+async fn futures_select(
+    pool: &credpool_pool_actor::PoolHandle,
+    n: usize,
+) -> Vec<credpool_pool_actor::Lease> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(pool.select(None).await.unwrap());
+    }
+    held
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_strategies_and_models_still_go_through_the_actor() {
+    let harness = Harness::memory(Strategy::RoundRobin).await;
+    let pool = harness.pool("openai").await;
+    add_keys(&pool, 3).await;
+    let mut labels = Vec::new();
+    for _ in 0..4 {
+        labels.push(pool.select(None).await.unwrap().label().to_owned());
+    }
+    assert_eq!(labels, ["e0", "e1", "e2", "e0"]);
+    pool.set_strategy(Strategy::FillFirst).await.unwrap();
+    assert_eq!(pool.select(None).await.unwrap().label(), "e0");
+    assert_eq!(pool.select(Some("gpt-4o")).await.unwrap().label(), "e0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_joiners_get_the_new_generation_and_stale_reports_the_current_one() {
+    let harness = Harness::memory(Strategy::FillFirst).await;
+    let pool = harness.pool("xai-oauth").await;
+    pool.add_entry(grant("g", "access-1", "refresh-1", None))
+        .await
+        .unwrap();
+    let mut leases: Vec<_> = futures_select(&pool, 20).await;
+    let old = leases[0].generation();
+    let kept = leases.pop().unwrap();
+    let mut joiners = Vec::new();
+    for lease in leases {
+        let pool = pool.clone();
+        joiners.push(tokio::spawn(async move {
+            pool.report_auth_failure(lease, auth_expired(), None).await
+        }));
+    }
+    wait_for_pending_refresh(&harness).await;
+    // Let every report reach the pool before the refresh completes.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    harness.refresher.complete(RefreshResult::Rotated {
+        access: Secret::new("access-2"),
+        refresh: Some(Secret::new("refresh-2")),
+        expires_at: None,
+    });
+    for joiner in joiners {
+        let lease = joiner.await.unwrap().unwrap();
+        assert!(lease.generation() > old);
+        assert_eq!(lease.secret().expose(), "access-2");
+    }
+    assert_eq!(harness.refresher.request_count(), 1);
+    let stats = pool.stats().await.unwrap();
+    assert_eq!(stats.leases_held, 1, "only the kept lease");
+
+    // A report against the old generation gets the current token: no refresh, no cooldown.
+    let again = pool
+        .report_auth_failure(kept, auth_expired(), None)
+        .await
+        .unwrap();
+    assert_eq!(again.secret().expose(), "access-2");
+    drop(again);
+    assert_eq!(harness.refresher.request_count(), 1);
+    let stats = pool.stats().await.unwrap();
+    assert!(stats.stale_reports >= 1);
+    assert_eq!(stats.leases_held, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn joiners_of_a_failed_refresh_are_answered_by_the_actor() {
+    let harness = Harness::memory(Strategy::FillFirst).await;
+    let pool = harness.pool("xai-oauth").await;
+    pool.add_entry(grant("g", "access-1", "refresh-1", None))
+        .await
+        .unwrap();
+    let leases: Vec<_> = futures_select(&pool, 5).await;
+    let mut joiners = Vec::new();
+    for lease in leases {
+        let pool = pool.clone();
+        joiners.push(tokio::spawn(async move {
+            pool.report_auth_failure(lease, auth_expired(), None).await
+        }));
+    }
+    wait_for_pending_refresh(&harness).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    harness
+        .refresher
+        .complete(RefreshResult::Failed(RefreshFailure::Terminal {
+            code: "invalid_grant".to_owned(),
+        }));
+    for joiner in joiners {
+        match joiner.await.unwrap() {
+            Err(PoolError::Exhausted { causes, .. }) => {
+                assert!(causes.contains_key("dead"), "{causes:?}");
+            }
+            other => panic!("expected exhausted, got {other:?}"),
+        }
+    }
+}
