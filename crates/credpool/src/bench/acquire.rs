@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use credpool_core::Strategy;
 use credpool_core::{Entry, EntryId, EntryKind, ProviderId, Secret, SecretSource};
-use credpool_pool_actor::{NoRefresher, PoolHandle, PoolRegistry, RegistryConfig};
+use credpool_pool_actor::{NoRefresher, PoolConfig, PoolHandle, PoolRegistry, RegistryConfig};
 use credpool_store::{Change, MemoryStore, Store};
 use tokio::sync::{Barrier, mpsc, oneshot};
 
@@ -206,8 +207,16 @@ pub(crate) struct BenchPool {
 }
 
 impl BenchPool {
-    /// Stores `entries` keys, then starts a registry that loads them.
+    /// Stores `entries` keys, then starts a registry that loads them (fill-first).
     pub(crate) async fn start(entries: usize) -> anyhow::Result<BenchPool> {
+        Self::start_with(entries, Strategy::FillFirst).await
+    }
+
+    /// Like [`BenchPool::start`] with another strategy.
+    pub(crate) async fn start_with(
+        entries: usize,
+        strategy: Strategy,
+    ) -> anyhow::Result<BenchPool> {
         let store = Arc::new(MemoryStore::new());
         let provider = bench_provider();
         let batch: Vec<Change> = (0..entries)
@@ -219,7 +228,13 @@ impl BenchPool {
         store.apply(&batch)?;
         let store: Arc<dyn Store> = store;
         let registry = PoolRegistry::start(
-            RegistryConfig::default(),
+            RegistryConfig {
+                default_pool: PoolConfig {
+                    strategy,
+                    ..PoolConfig::default()
+                },
+                ..RegistryConfig::default()
+            },
             store,
             Arc::new(credpool_core::SystemClock),
             Arc::new(NoRefresher),
@@ -250,8 +265,10 @@ pub(crate) struct Sizes {
 pub(crate) struct Level {
     /// Tasks leasing at once.
     pub(crate) tasks: usize,
-    /// The pool.
+    /// The pool (fill-first: the published snapshot, no message).
     pub(crate) pool: Samples,
+    /// The pool with round-robin: every `Select` is a message to the actor.
+    pub(crate) actor: Samples,
     /// The mpsc + oneshot floor.
     pub(crate) floor: Samples,
 }
@@ -268,6 +285,7 @@ pub(crate) struct AcquireResults {
 /// Measures acquire + release at 1, 8 and 64 tasks next to its floors.
 pub(crate) async fn acquire_release(sizes: Sizes) -> anyhow::Result<AcquireResults> {
     let bench = BenchPool::start(sizes.entries).await?;
+    let actor_bench = BenchPool::start_with(sizes.entries, Strategy::RoundRobin).await?;
     let floor_server = mpsc_floor();
     let mut levels = Vec::new();
     for tasks in [1_usize, 8, 64] {
@@ -278,13 +296,23 @@ pub(crate) async fn acquire_release(sizes: Sizes) -> anyhow::Result<AcquireResul
         })
         .await?;
         let pool = measure(tasks, per_task, warmup, || PoolOp::new(bench.pool.clone())).await?;
-        levels.push(Level { tasks, pool, floor });
+        let actor = measure(tasks, per_task, warmup, || {
+            PoolOp::new(actor_bench.pool.clone())
+        })
+        .await?;
+        levels.push(Level {
+            tasks,
+            pool,
+            actor,
+            floor,
+        });
     }
     let mutex_floor = measure(1, sizes.ops, sizes.ops / 10, || {
         MutexFloorOp::new(sizes.entries)
     })
     .await?;
     bench.stop().await?;
+    actor_bench.stop().await?;
     Ok(AcquireResults {
         levels,
         mutex_floor,

@@ -335,6 +335,7 @@ impl Report {
 
     fn acquire(&mut self, results: acquire::AcquireResults, table: &mut Table) {
         let mut pool = serde_json::Map::new();
+        let mut actor = serde_json::Map::new();
         let mut floor = serde_json::Map::new();
         for level in &results.levels {
             let key = format!("tasks_{}", level.tasks);
@@ -345,6 +346,11 @@ impl Report {
                 level.pool.p50_ns() as f64 / level.floor.p50_ns().max(1) as f64
             ));
             pool.insert(key.clone(), entry);
+            let mut via_actor = latency_json(&level.actor);
+            via_actor["p99_over_floor_p99"] = json!(round3(
+                level.actor.p99_ns() as f64 / level.floor.p99_ns().max(1) as f64
+            ));
+            actor.insert(key.clone(), via_actor);
             floor.insert(key, latency_json(&level.floor));
             let note = match level.tasks {
                 1 => {
@@ -375,12 +381,19 @@ impl Report {
                 &level.pool,
                 &note,
             );
+            table.latency(
+                &format!("  same via the actor (round-robin), {} tasks", level.tasks),
+                &level.actor,
+                "",
+            );
         }
         table.latency("floor Mutex<Vec> pick, 1 task", &results.mutex_floor, "");
         self.root
             .insert("acquire_release".to_owned(), Value::Object(pool));
         self.root
             .insert("floor_mpsc_oneshot".to_owned(), Value::Object(floor));
+        self.root
+            .insert("acquire_release_via_actor".to_owned(), Value::Object(actor));
         self.root.insert(
             "floor_mutex_pick".to_owned(),
             latency_json(&results.mutex_floor),
