@@ -38,6 +38,33 @@ pub(crate) struct CommitResult {
     pub(crate) commit: Samples,
     /// Entries written behind per second.
     pub(crate) write_behind_ops_per_s: f64,
+    /// The disk's floor in the same directory: a 256-byte append and `sync_data`.
+    pub(crate) fsync_floor: Samples,
+}
+
+/// Appends 256 bytes to a file in `dir` and syncs it, `rounds` times, on a blocking thread.
+async fn fsync_floor(dir: &std::path::Path, rounds: usize) -> anyhow::Result<Samples> {
+    let path = dir.join("fsync-floor");
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Samples> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .context("cannot open the fsync floor file")?;
+        let block = [7_u8; 256];
+        let mut latencies = Vec::with_capacity(rounds);
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let timer = Instant::now();
+            file.write_all(&block)?;
+            file.sync_data()?;
+            latencies.push(nanos(timer.elapsed()));
+        }
+        Ok(Samples::new(latencies, started.elapsed()))
+    })
+    .await
+    .context("fsync floor task panicked")?
 }
 
 /// Commits `rotations` rotated pairs, then writes behind `batches` batches of 1,000 entries.
@@ -114,6 +141,7 @@ pub(crate) async fn rotation_commit(
         latencies.push(nanos(timer.elapsed()));
     }
     let commit = Samples::new(latencies, started.elapsed());
+    let fsync_floor = fsync_floor(dir.path(), rotations).await?;
 
     let counters = bench_provider();
     let mut entries: Vec<Entry> = (0..1000).map(api_key_entry).collect();
@@ -147,6 +175,7 @@ pub(crate) async fn rotation_commit(
     Ok(CommitResult {
         commit,
         write_behind_ops_per_s,
+        fsync_floor,
     })
 }
 

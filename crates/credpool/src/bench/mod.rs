@@ -495,7 +495,17 @@ impl Report {
                 "p99_us": round1(us(result.commit.p99_ns())),
                 "max_us": round1(us(result.commit.max_ns())),
                 "write_behind_ops_per_s": result.write_behind_ops_per_s.round(),
+                "floor_fsync_p50_us": round1(us(result.fsync_floor.p50_ns())),
+                "floor_fsync_p99_us": round1(us(result.fsync_floor.p99_ns())),
             }),
+        );
+        table.row(
+            "floor: 256-byte append + fsync, same dir",
+            format!("{:.0} µs", us(result.fsync_floor.p50_ns())),
+            format!("{:.0} µs", us(result.fsync_floor.p99_ns())),
+            format!("{:.0} µs", us(result.fsync_floor.max_ns())),
+            String::new(),
+            "",
         );
         self.root.insert(
             "write_behind_ops_per_s".to_owned(),
