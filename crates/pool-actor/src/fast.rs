@@ -21,7 +21,6 @@
 //! - The fast path never changes an entry: it takes a lease count and bumps usage atomics.
 //! - When in doubt it declines; the actor's answer is always a correct one.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -31,7 +30,6 @@ use crate::lease::{Grant, LeaseTicket, Leased};
 
 /// Lease count and fast-path usage of one entry, shared by its slot, the snapshot and leases.
 #[derive(Debug, Default)]
-#[repr(align(64))] // its own cache line: entries leased from different cores do not share one
 pub(crate) struct Counters {
     /// Leases held now.
     leases: AtomicU32,
@@ -79,11 +77,11 @@ impl Counters {
 /// One selectable entry as the fast path sees it.
 #[derive(Debug)]
 pub(crate) struct FastEntry {
-    pub(crate) id: EntryId,
-    pub(crate) generation: Generation,
-    /// What a lease carries (shared with the actor's slot).
+    /// What a lease carries, with the entry's id and generation (shared with the actor's
+    /// slot).
     pub(crate) leased: Arc<Leased>,
-    /// Selectable from this time on (cooldowns and every per-model bench over).
+    /// Selectable from this time on (cooldowns and every per-model bench over); the end of
+    /// time for entries only the actor can change (dead, no secret yet).
     pub(crate) ready_from: Timestamp,
     /// Its status is a cooldown that will have expired: the actor revives it (status, event,
     /// log) on its first pick, so the fast path declines instead of picking it.
@@ -97,11 +95,9 @@ pub(crate) struct FastSnapshot {
     pub(crate) enabled: bool,
     /// Leases per entry before others are preferred.
     pub(crate) max_leases: u32,
-    /// Entries that can be selectable at some time, in priority order (dead entries and
-    /// entries without a secret are left out).
+    /// Every entry, in the actor's priority order: a position here is the slot's position
+    /// when the snapshot was published (leases carry it as a lookup hint).
     pub(crate) entries: Vec<FastEntry>,
-    /// Position of each entry in `entries`.
-    pub(crate) index: HashMap<EntryId, usize>,
 }
 
 /// State shared by a pool actor and its handles.
@@ -178,8 +174,8 @@ impl Shared {
         }
         let now = self.clock.now();
         let cap = snapshot.max_leases.max(1);
-        let mut least: Option<(u32, &FastEntry)> = None;
-        for entry in &snapshot.entries {
+        let mut least: Option<(u32, usize)> = None;
+        for (position, entry) in snapshot.entries.iter().enumerate() {
             if entry.ready_from > now {
                 continue;
             }
@@ -187,31 +183,46 @@ impl Shared {
                 return None;
             }
             if entry.leased.counters.try_acquire_under(cap) {
-                return Some(self.grant(entry, now));
+                return Some(self.grant(entry, position, now));
             }
             let leases = entry.leased.counters.leases();
             if least.is_none_or(|(fewest, _)| leases < fewest) {
-                least = Some((leases, entry));
+                least = Some((leases, position));
             }
         }
-        let (_, entry) = least?;
+        let (_, position) = least?;
+        let entry = snapshot.entries.get(position)?;
         entry.leased.counters.acquire();
-        Some(self.grant(entry, now))
+        Some(self.grant(entry, position, now))
     }
 
     /// Leases `entry` itself if it is selectable and its generation is newer than `reported`
     /// (the answer to an auth failure once a refresh or someone else rotated the token).
     /// Like the actor's answer to refresh waiters it ignores the lease cap. `None` leaves it
     /// to the actor.
-    pub(crate) fn lease_newer(&self, entry: EntryId, reported: Generation) -> Option<Grant> {
+    /// `position` is where the entry was when the caller learnt of it (found by a scan if it
+    /// moved since).
+    pub(crate) fn lease_newer(
+        &self,
+        entry: EntryId,
+        reported: Generation,
+        position: usize,
+    ) -> Option<Grant> {
         let snapshot = self.snapshot.read().ok()?;
-        let entry = snapshot.entries.get(*snapshot.index.get(&entry)?)?;
+        let position = match snapshot.entries.get(position) {
+            Some(found) if found.leased.id == entry => position,
+            _ => snapshot
+                .entries
+                .iter()
+                .position(|found| found.leased.id == entry)?,
+        };
+        let found = snapshot.entries.get(position)?;
         let now = self.clock.now();
-        if entry.generation <= reported || entry.ready_from > now || entry.revive_first {
+        if found.leased.generation <= reported || found.ready_from > now || found.revive_first {
             return None;
         }
-        entry.leased.counters.acquire();
-        Some(self.grant(entry, now))
+        found.leased.counters.acquire();
+        Some(self.grant(found, position, now))
     }
 
     /// Counts an auth failure against an older generation answered by [`Shared::lease_newer`].
@@ -224,21 +235,22 @@ impl Shared {
         self.stale_reports.swap(0, Ordering::Relaxed)
     }
 
-    fn grant(&self, entry: &FastEntry, now: Timestamp) -> Grant {
+    fn grant(&self, entry: &FastEntry, position: usize, now: Timestamp) -> Grant {
         let counters = &entry.leased.counters;
         counters.fast_selections.fetch_add(1, Ordering::Relaxed);
         // Written only when the clock moved on (milliseconds), not on every lease.
         if counters.fast_last_used.load(Ordering::Relaxed) < now.0 {
             counters.fast_last_used.fetch_max(now.0, Ordering::Relaxed);
         }
-        self.set_current(Some(entry.id));
+        self.set_current(Some(entry.leased.id));
         Grant {
             ticket: LeaseTicket {
                 lease_id: self.next_lease_id(),
-                entry: entry.id,
-                generation: entry.generation,
+                entry: entry.leased.id,
+                generation: entry.leased.generation,
             },
             leased: Arc::clone(&entry.leased),
+            position,
         }
     }
 }

@@ -148,10 +148,11 @@ impl PoolHandle {
         let deadline = tokio::time::Instant::now() + self.inner.call_timeout;
         if model.is_none()
             && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
-            && let Some(grant) = self
-                .inner
-                .shared
-                .lease_newer(lease.entry_id(), lease.generation())
+            && let Some(grant) = self.inner.shared.lease_newer(
+                lease.entry_id(),
+                lease.generation(),
+                lease.grant.position,
+            )
         {
             // Someone already rotated this token: answer with the current one, change nothing
             // (what the actor would answer, without asking it).
@@ -177,6 +178,7 @@ impl PoolHandle {
             AuthAnswer::AwaitRefresh {
                 entry,
                 reported,
+                position,
                 mut done,
             } => {
                 // `Err` means the refresh ended without a new token (or the pool stopped):
@@ -184,7 +186,7 @@ impl PoolHandle {
                 let _ = tokio::time::timeout_at(deadline, done.changed())
                     .await
                     .map_err(|_| PoolError::Timeout)?;
-                match self.inner.shared.lease_newer(entry, reported) {
+                match self.inner.shared.lease_newer(entry, reported, position) {
                     Some(grant) => grant,
                     None => {
                         self.ask(|reply| PoolMsg::Select { model: None, reply }, None)

@@ -24,6 +24,8 @@ pub struct LeaseTicket {
 /// when many tasks lease and return at once).
 #[derive(Debug)]
 pub(crate) struct Leased {
+    pub(crate) id: EntryId,
+    pub(crate) generation: Generation,
     pub(crate) label: Arc<str>,
     pub(crate) secret: Secret,
     pub(crate) base_url: Option<Arc<str>>,
@@ -37,6 +39,8 @@ pub(crate) struct Leased {
 pub(crate) struct Grant {
     pub(crate) ticket: LeaseTicket,
     pub(crate) leased: Arc<Leased>,
+    /// The entry's position in the pool when granted: a hint to find it again quickly.
+    pub(crate) position: usize,
 }
 
 /// A credential on loan from a pool.

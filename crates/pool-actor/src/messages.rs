@@ -157,6 +157,8 @@ pub(crate) enum AuthAnswer {
     AwaitRefresh {
         entry: EntryId,
         reported: Generation,
+        /// The entry's position when the answer was sent (a lookup hint).
+        position: usize,
         done: tokio::sync::watch::Receiver<()>,
     },
 }

@@ -118,6 +118,8 @@ impl Slot {
 
     fn with_counters(entry: Entry, counters: Arc<Counters>) -> Self {
         let leased = Arc::new(Leased {
+            id: entry.id,
+            generation: entry.generation,
             label: Arc::from(entry.label.as_str()),
             secret: entry.request_secret().clone(),
             base_url: entry.base_url.as_deref().map(Arc::from),
@@ -538,30 +540,27 @@ fn needs_first_token(entry: &Entry) -> bool {
         })
 }
 
-/// What the fast path sees of a slot; `None` for entries no `Select` can pick until the actor
-/// changes them (dead, or without a secret yet).
-fn fast_entry(slot: &Slot) -> Option<FastEntry> {
+/// What the fast path sees of a slot. Entries no `Select` can pick until the actor changes
+/// them (dead, or without a secret yet) are never ready.
+fn fast_entry(slot: &Slot) -> FastEntry {
     let entry = &slot.entry;
-    if entry.request_secret().is_empty() {
-        return None;
-    }
+    let never = Timestamp(i64::MAX);
     let (status_ready_from, revive_first) = match &entry.status {
+        _ if entry.request_secret().is_empty() => (never, false),
         Status::Ok => (Timestamp(i64::MIN), false),
         Status::CoolingDown { until, .. } => (*until, true),
-        Status::Dead { .. } => return None,
+        Status::Dead { .. } => (never, false),
     };
     let ready_from = entry
         .model_cooldowns
         .values()
         .copied()
         .fold(status_ready_from, Timestamp::max);
-    Some(FastEntry {
-        id: entry.id,
-        generation: entry.generation,
+    FastEntry {
         leased: Arc::clone(&slot.leased),
         ready_from,
         revive_first,
-    })
+    }
 }
 
 fn track_update(provider: &ProviderId, entry: &Entry) -> TrackUpdate {
@@ -612,18 +611,12 @@ impl PoolState {
         self.snapshot_stale = false;
         let enabled =
             self.strategy == Strategy::FillFirst && matches!(self.config.cap_mode, CapMode::Soft);
-        let entries: Vec<FastEntry> = self.slots.iter().filter_map(fast_entry).collect();
-        let index = entries
-            .iter()
-            .enumerate()
-            .map(|(i, entry)| (entry.id, i))
-            .collect();
+        let entries = self.slots.iter().map(fast_entry).collect();
         self.shared.publish(
             FastSnapshot {
                 enabled,
                 max_leases: self.config.max_leases_per_entry.max(1),
                 entries,
-                index,
             },
             matches!(self.config.cap_mode, CapMode::Strict { .. }),
         );
@@ -719,6 +712,7 @@ impl PoolState {
                 generation: slot.entry.generation,
             },
             leased: Arc::clone(&slot.leased),
+            position: i,
         };
         self.shared.set_current(Some(id));
         self.stats.selections += 1;
@@ -884,6 +878,7 @@ impl PoolState {
                 let _ = reply.send(Ok(AuthAnswer::AwaitRefresh {
                     entry: ticket.entry,
                     reported: ticket.generation,
+                    position: i,
                     done: inflight.done.subscribe(),
                 }));
             } else {
