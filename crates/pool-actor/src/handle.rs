@@ -1,7 +1,8 @@
 //! [`PoolHandle`]: the typed way to talk to one provider's pool actor.
 //!
-//! Timeouts live here, at the edge, not on internal hops: `select` has none (the actor
-//! answers it from memory), every other call is bounded by the handle's `call_timeout`.
+//! Timeouts live here, at the edge, not on internal hops: `select` has none (it is answered
+//! from memory: from the snapshot the actor published, see `fast.rs`, or by the actor), every
+//! other call is bounded by the handle's `call_timeout`.
 
 use std::fmt;
 use std::sync::Arc;

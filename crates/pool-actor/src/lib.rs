@@ -4,7 +4,10 @@
 //! A [`PoolRegistry`] (a ractor supervisor) spawns one `PoolActor` per provider and restarts it
 //! from the store if it fails. Callers never see an `ActorRef`: they hold a [`PoolHandle`],
 //! which sends `PoolMsg`s and turns replies into typed results, and [`Lease`]s, which go back
-//! to their pool when released or dropped.
+//! to their pool when released or dropped. For the hot path the actor publishes an immutable
+//! snapshot of its entries after every change and before the reply that caused it; a handle
+//! leases from it without a message when it can (fill-first, soft cap) and asks the actor
+//! otherwise (see `fast.rs` and `docs/PERFORMANCE.md`).
 //!
 //! **Invariants:**
 //! - One owner: a provider's entries are changed only by its `PoolActor`, in memory and in the

@@ -460,7 +460,7 @@ impl Report {
             "after the first wake",
         );
         table.row(
-            &format!("floor: same, each wait under a timeout"),
+            "floor: same, each wait under a timeout",
             format!("{:.2} ms", ms(floor_timeout.p50_ns())),
             format!("{:.2} ms", ms(floor_timeout.p99_ns())),
             format!("{:.2} ms", ms(floor_timeout.max_ns())),
