@@ -146,7 +146,6 @@ impl PoolHandle {
         failure: Classification,
         model: Option<&str>,
     ) -> Result<Lease, PoolError> {
-        let deadline = tokio::time::Instant::now() + self.inner.call_timeout;
         if model.is_none()
             && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
             && let Some(grant) = self.inner.shared.lease_newer(
@@ -163,39 +162,43 @@ impl PoolHandle {
         }
         let ticket = lease.disarm();
         let model = model.map(str::to_owned);
-        let answer = self
-            .ask(
-                |reply| PoolMsg::ReportAuthFailure {
-                    ticket,
-                    failure,
-                    model,
-                    reply,
-                },
-                Some(self.inner.call_timeout),
-            )
-            .await?;
-        let grant = match answer {
-            AuthAnswer::Lease(grant) => grant,
-            AuthAnswer::AwaitRefresh {
-                entry,
-                reported,
-                position,
-                mut done,
-            } => {
-                // `Err` means the refresh ended without a new token (or the pool stopped):
-                // either way the actor decides below.
-                let _ = tokio::time::timeout_at(deadline, done.changed())
-                    .await
-                    .map_err(|_| PoolError::Timeout)?;
-                match self.inner.shared.lease_newer(entry, reported, position) {
-                    Some(grant) => grant,
-                    None => {
-                        self.ask(|reply| PoolMsg::Select { model: None, reply }, None)
-                            .await?
+        // One timer bounds the whole call (the report, then any wait for the refresh).
+        let answered = async {
+            let answer = self
+                .ask(
+                    |reply| PoolMsg::ReportAuthFailure {
+                        ticket,
+                        failure,
+                        model,
+                        reply,
+                    },
+                    None,
+                )
+                .await?;
+            match answer {
+                AuthAnswer::Lease(grant) => Ok(grant),
+                AuthAnswer::AwaitRefresh {
+                    entry,
+                    reported,
+                    position,
+                    mut done,
+                } => {
+                    // `Err` means the refresh ended without a new token (or the pool
+                    // stopped): either way the actor decides below.
+                    let _ = done.changed().await;
+                    match self.inner.shared.lease_newer(entry, reported, position) {
+                        Some(grant) => Ok(grant),
+                        None => {
+                            self.ask(|reply| PoolMsg::Select { model: None, reply }, None)
+                                .await
+                        }
                     }
                 }
             }
         };
+        let grant = tokio::time::timeout(self.inner.call_timeout, answered)
+            .await
+            .map_err(|_| PoolError::Timeout)??;
         Ok(self.lease(grant))
     }
 
