@@ -1,5 +1,6 @@
-//! The lock-free read path: a snapshot of the selectable entries that the pool actor publishes
-//! and that [`crate::PoolHandle::select`] picks from without a message.
+//! The message-free read path: a snapshot of the entries that the pool actor publishes and
+//! that [`crate::PoolHandle::select`] picks from without a message (a shared read lock on the
+//! snapshot pointer, then atomics on the picked entry).
 //!
 //! The pool actor stays the only writer of entries. After every change that can alter what
 //! `Select` would hand out (an added, removed, moved, benched, revived, refreshed or killed
