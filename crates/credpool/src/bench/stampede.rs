@@ -16,7 +16,6 @@ use anyhow::Context;
 use credpool_client::oauth_entry;
 use credpool_core::{
     Classification, Clock, FailureKind, ProviderId, ProviderRegistry, SystemClock,
-    TokenEndpointSpec,
 };
 use credpool_pool_actor::{NewEntry, PoolRegistry, RegistryConfig};
 use credpool_refresher::{Refresher, RefresherConfig};
@@ -56,21 +55,10 @@ pub(crate) async fn stampede(callers: usize) -> anyhow::Result<StampedeResult> {
     .await;
     let xai = ProviderId::new("xai-oauth");
     let mut providers = ProviderRegistry::builtin();
-    let mut spec = providers
-        .get(&xai)
-        .context("xai-oauth is a built-in provider")?;
-    let client_id = spec
-        .token_endpoint
-        .as_ref()
-        .and_then(|endpoint| endpoint.client_id.clone());
-    spec.token_endpoint = Some(TokenEndpointSpec {
-        urls: vec![fake.token_url()],
-        discovery_url: None,
-        required_domain: None,
-        client_id,
-        json_body: false,
-    });
-    providers.insert(spec);
+    anyhow::ensure!(
+        providers.set_token_url(&xai, &fake.token_url()),
+        "xai-oauth is a built-in OAuth provider"
+    );
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path())?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
