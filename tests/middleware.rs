@@ -3,18 +3,9 @@
 
 mod support;
 
-use std::time::Duration;
-
-use credpool::{ClientError, PoolMiddleware, RecoveryConfig};
+use credpool::{ClientError, PoolMiddleware};
 use credpool_test_support::ApiKeyMode;
 use support::*;
-
-fn quick() -> RecoveryConfig {
-    RecoveryConfig {
-        transient_backoff: Duration::from_millis(10),
-        ..RecoveryConfig::default()
-    }
-}
 
 fn client_with(middleware: PoolMiddleware) -> reqwest_middleware::ClientWithMiddleware {
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())

@@ -8,18 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use credpool::{ClientError, ProviderId, RecoveryConfig, RequestFailure};
+use credpool::{ClientError, ProviderId, RequestFailure};
 use credpool::{Clock, SystemClock};
 use credpool_test_support::ApiKeyMode;
 use support::*;
-
-fn quick() -> RecoveryConfig {
-    RecoveryConfig {
-        transient_retries: 1,
-        transient_backoff: Duration::from_millis(10),
-        ..RecoveryConfig::default()
-    }
-}
 
 /// Seconds from now until `at`, rounded.
 fn secs_until(at: credpool::Timestamp) -> i64 {

@@ -4,18 +4,8 @@
 
 mod support;
 
-use std::time::Duration;
-
-use credpool::RecoveryConfig;
 use credpool_test_support::ApiKeyMode;
 use support::*;
-
-fn quick() -> RecoveryConfig {
-    RecoveryConfig {
-        transient_backoff: Duration::from_millis(10),
-        ..RecoveryConfig::default()
-    }
-}
 
 #[tokio::test]
 async fn no_secret_reaches_logs_or_errors() {

@@ -23,6 +23,14 @@ pub fn openai() -> ProviderId {
     ProviderId::new("openai")
 }
 
+/// Recovery with a short transient backoff (and the default single same-key retry).
+pub fn quick() -> RecoveryConfig {
+    RecoveryConfig {
+        transient_backoff: Duration::from_millis(10),
+        ..RecoveryConfig::default()
+    }
+}
+
 pub struct World {
     pub fake: FakeProvider,
     pub pool: Credpool,

@@ -8,18 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use credpool_core::{Classification, FailureKind, Outcome, RateLimitScope, Secret, Strategy};
+use credpool_core::{Classification, FailureKind, Outcome, Secret, Strategy};
 use credpool_pool_actor::{PoolError, RefreshFailure, RefreshResult, Target};
 use support::*;
-
-fn rate_limited() -> Classification {
-    Classification {
-        status: Some(429),
-        ..Classification::of(FailureKind::RateLimited {
-            scope: RateLimitScope::Account,
-        })
-    }
-}
 
 fn auth_expired() -> Classification {
     Classification {

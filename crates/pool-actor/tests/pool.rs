@@ -7,19 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credpool_core::{Classification, FailureKind, Outcome, RateLimitScope, Secret, Strategy};
+use credpool_core::{Classification, FailureKind, Outcome, Secret, Strategy};
 use credpool_pool_actor::{PoolError, PoolEvent, RefreshFailure, RefreshResult, Target};
 use credpool_store::{MemoryStore, SledStore, Store};
 use support::*;
-
-fn rate_limited() -> Classification {
-    Classification {
-        status: Some(429),
-        ..Classification::of(FailureKind::RateLimited {
-            scope: RateLimitScope::Account,
-        })
-    }
-}
 
 fn auth_expired() -> Classification {
     Classification {

@@ -164,3 +164,13 @@ pub async fn add_keys(pool: &PoolHandle, n: usize) {
             .expect("add");
     }
 }
+
+/// A 429 on the whole account.
+pub fn rate_limited() -> credpool_core::Classification {
+    credpool_core::Classification {
+        status: Some(429),
+        ..credpool_core::Classification::of(credpool_core::FailureKind::RateLimited {
+            scope: credpool_core::RateLimitScope::Account,
+        })
+    }
+}
