@@ -72,6 +72,22 @@ pub async fn run(args: &AdminArgs) -> anyhow::Result<Value> {
     Ok(value)
 }
 
+/// The provider named on the command line, or every running pool.
+async fn named_or_running(
+    admin: &credpool::AdminClient,
+    provider: Option<&str>,
+) -> anyhow::Result<Vec<ProviderId>> {
+    Ok(match provider {
+        Some(provider) => vec![ProviderId::new(provider)],
+        None => admin
+            .list_providers()
+            .await?
+            .into_iter()
+            .map(|summary| summary.provider)
+            .collect(),
+    })
+}
+
 async fn command(
     pool: &Credpool,
     command: &AdminCommand,
@@ -81,15 +97,7 @@ async fn command(
     let id = |name: &str| ProviderId::new(name);
     Ok(match command {
         AdminCommand::Status { provider } => {
-            let providers = match provider {
-                Some(provider) => vec![id(provider)],
-                None => admin
-                    .list_providers()
-                    .await?
-                    .into_iter()
-                    .map(|summary| summary.provider)
-                    .collect(),
-            };
+            let providers = named_or_running(&admin, provider.as_deref()).await?;
             let mut snapshots = Vec::new();
             for provider in &providers {
                 snapshots.push(json(&admin.snapshot(provider).await?)?);
@@ -132,15 +140,7 @@ async fn command(
             serde_json::json!({ "provider": provider, "strategy": strategy })
         }
         AdminCommand::Stats { provider } => {
-            let providers = match provider {
-                Some(provider) => vec![id(provider)],
-                None => admin
-                    .list_providers()
-                    .await?
-                    .into_iter()
-                    .map(|summary| summary.provider)
-                    .collect(),
-            };
+            let providers = named_or_running(&admin, provider.as_deref()).await?;
             let mut pools = Vec::new();
             for provider in &providers {
                 pools.push(json(&admin.stats(provider).await?)?);
