@@ -13,7 +13,7 @@ use credpool_core::{EntryId, ProviderId, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::codec::{self, CodecError};
-use crate::{Change, ChangeNotice, ProviderSnapshot, QuarantinedRecord, StoreError};
+use crate::{Change, ChangeHook, ChangeNotice, ProviderSnapshot, QuarantinedRecord, StoreError};
 
 /// The trees (key spaces) of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -304,5 +304,34 @@ pub(crate) fn cas_notice(provider: &ProviderId, entry: EntryId) -> ChangeNotice 
     ChangeNotice {
         provider: provider.clone(),
         entries: vec![entry],
+    }
+}
+
+/// The change hooks of a store (both backends): registered by `Store::watch`, called after a
+/// write is applied, outside the hook list's lock (a hook may register another).
+#[derive(Default)]
+pub(crate) struct Hooks(std::sync::RwLock<Vec<ChangeHook>>);
+
+impl Hooks {
+    /// Registers a hook.
+    pub(crate) fn add(&self, hook: ChangeHook) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// Calls every hook with every notice, in order.
+    pub(crate) fn notify(&self, notices: &[ChangeNotice]) {
+        let hooks: Vec<ChangeHook> = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for notice in notices {
+            for hook in &hooks {
+                hook(notice);
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use credpool_core::{Clock, Entry, EntryId, Generation, ProviderId, SystemClock};
 use zeroize::Zeroizing;
@@ -62,7 +62,7 @@ struct State {
 /// A [`Store`] in memory, with write-failure injection and a flush counter.
 pub struct MemoryStore {
     state: Mutex<State>,
-    hooks: RwLock<Vec<ChangeHook>>,
+    hooks: batch::Hooks,
     fail_writes: AtomicBool,
     flushes: AtomicU64,
     /// Stamps quarantined records; injected so tests control time.
@@ -94,7 +94,7 @@ impl MemoryStore {
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         MemoryStore {
             state: Mutex::new(State::default()),
-            hooks: RwLock::new(Vec::new()),
+            hooks: batch::Hooks::default(),
             fail_writes: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
             clock,
@@ -145,16 +145,7 @@ impl MemoryStore {
     }
 
     fn notify(&self, notices: &[ChangeNotice]) {
-        let hooks: Vec<ChangeHook> = self
-            .hooks
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for notice in notices {
-            for hook in &hooks {
-                hook(notice);
-            }
-        }
+        self.hooks.notify(notices);
     }
 }
 
@@ -274,10 +265,7 @@ impl Store for MemoryStore {
     }
 
     fn watch(&self, hook: ChangeHook) {
-        self.hooks
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(hook);
+        self.hooks.add(hook);
     }
 
     fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, StoreError> {

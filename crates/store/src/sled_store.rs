@@ -23,7 +23,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use credpool_core::{Clock, Entry, Generation, ProviderId, SystemClock};
 use sled::Transactional;
@@ -50,7 +50,7 @@ pub struct SledStore {
     db: sled::Db,
     /// Indexed by [`TreeName`] in [`TreeName::ALL`] order.
     trees: [sled::Tree; 4],
-    hooks: RwLock<Vec<ChangeHook>>,
+    hooks: batch::Hooks,
     /// Stamps quarantined records; injected so tests control time.
     clock: Arc<dyn Clock>,
     /// Holds the exclusive lock on `credpool.lock` until the store drops.
@@ -134,7 +134,7 @@ impl SledStore {
             dir: dir.to_path_buf(),
             db,
             trees,
-            hooks: RwLock::new(Vec::new()),
+            hooks: batch::Hooks::default(),
             clock,
             _lock: lock,
         })
@@ -164,16 +164,7 @@ impl SledStore {
     }
 
     fn notify(&self, notices: &[ChangeNotice]) {
-        let hooks: Vec<ChangeHook> = self
-            .hooks
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for notice in notices {
-            for hook in &hooks {
-                hook(notice);
-            }
-        }
+        self.hooks.notify(notices);
     }
 
     fn scan(&self, tree: TreeName, prefix: &[u8]) -> Result<Vec<RawRecord>, StoreError> {
@@ -325,10 +316,7 @@ impl Store for SledStore {
     }
 
     fn watch(&self, hook: ChangeHook) {
-        self.hooks
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(hook);
+        self.hooks.add(hook);
     }
 
     fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, StoreError> {
