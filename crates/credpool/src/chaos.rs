@@ -23,7 +23,6 @@
 //!
 //! Bounded: `--kills` cycles and `--max-seconds` in all, whichever ends first.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -164,13 +163,13 @@ async fn run_async(args: &ChaosArgs) -> anyhow::Result<ChaosReport> {
     let labels: Vec<String> = (0..args.grants).map(|n| format!("grant-{n}")).collect();
     for label in &labels {
         let (_, refresh) = fake.grant(label);
-        write_private(
+        crate::private_file::write(
             &work.join(format!("{label}.rt")),
             refresh.expose().as_bytes(),
         )?;
     }
     let config = work.join("credpool.toml");
-    write_private(&config, config_text(&fake, &labels).as_bytes())?;
+    crate::private_file::write(&config, config_text(&fake, &labels).as_bytes())?;
     let log = work.join("serve.log");
     eprintln!(
         "chaos: {} kills of `credpool serve` over {} grants, seed {seed}, work dir {}",
@@ -318,27 +317,9 @@ fn config_text(fake: &FakeProvider, labels: &[String]) -> String {
     text
 }
 
-/// Writes a file with mode 0600.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .and_then(|mut file| file.write_all(bytes))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 fn admin_token(work: &Path) -> anyhow::Result<String> {
-    let path = work.join("admin.token");
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .trim()
-        .to_owned())
+    let token = crate::serve::token::read(&work.join("admin.token"))?;
+    Ok(token.expose().trim().to_owned())
 }
 
 /// Starts `credpool serve` and waits for its "listening on" line; returns the child and the

@@ -473,24 +473,7 @@ fn save_fake(
         addr: fake.addr(),
         keys: keys.clone(),
     };
-    let bytes = serde_json::to_vec(&saved)?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::private_file::write(path, &serde_json::to_vec(&saved)?)
 }
 
 /// One worker: a request every 150–400 ms until the deadline. Returns whether its last

@@ -9,6 +9,7 @@ mod bench;
 mod chaos;
 mod classify;
 mod demo;
+mod private_file;
 mod serve;
 
 /// credpool: one owner for the credentials an LLM agent runtime shares.
