@@ -65,6 +65,9 @@ struct RegistryArgs {
     refresher: Arc<dyn RefreshSeam>,
 }
 
+/// How long the registry's stop waits for one pool actor to end.
+const POOL_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct RunningPool {
     actor: ActorRef<crate::messages::PoolMsg>,
     /// The fast path of this actor's run (a restarted actor gets a new one).
@@ -301,8 +304,13 @@ impl Actor for RegistryActor {
         _myself: ActorRef<RegistryMsg>,
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
+        // Wait for every pool to end, so nothing of the tree (a pool's store handle above all:
+        // it holds the data dir's lock) outlives the registry's stop.
         for running in state.pools.values() {
-            running.actor.stop(None);
+            let _ = running
+                .actor
+                .stop_and_wait(None, Some(POOL_STOP_TIMEOUT))
+                .await;
         }
         Ok(())
     }
