@@ -22,10 +22,12 @@
 //! - The fast path never changes an entry: it takes a lease count and bumps usage atomics.
 //! - When in doubt it declines; the actor's answer is always a correct one.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 use credpool_core::{Clock, EntryId, Generation, Timestamp};
+use tokio::sync::Notify;
 
 use crate::lease::{Grant, LeaseTicket, Leased};
 
@@ -87,6 +89,192 @@ pub(crate) struct FastEntry {
     /// Its status is a cooldown that will have expired: the actor revives it (status, event,
     /// log) on its first pick, so the fast path declines instead of picking it.
     pub(crate) revive_first: bool,
+    /// The refresh of this entry in flight, which auth-failure callers join without a
+    /// message.
+    pub(crate) refreshing: Option<Arc<RefreshJoin>>,
+}
+
+/// How a wait on a joined refresh ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinedRefresh {
+    /// The refresh is over: lease what it produced (or ask the actor).
+    Settled,
+    /// Two watchdog periods passed since the caller joined (more than half a
+    /// `call_timeout`, at most a whole one): the caller gives up; the refresh goes on and
+    /// its result is still committed.
+    Overdue,
+}
+
+/// A refresh in flight that callers join without a message and without a timer of their
+/// own, and that they lease what it produced from (no lock on the tail of a stampede).
+///
+/// Waiters are spread over [`WAKE_SHARDS`] notifiers. The settling actor wakes one shard,
+/// and every woken caller first claims and wakes another one still asleep, so both cores
+/// wake callers at once instead of one core waking thousands while the other runs them.
+///
+/// **Invariants:** `outcome` is set before `state` says settled, and only by the pool actor
+/// after the rotated tokens are committed and published; `state` only moves forward; every
+/// shard is woken after `state` says settled (or ticked).
+///
+/// Laid out for the tail of a stampede: what every woken caller reads (`generation`,
+/// `state`, `outcome`) shares no cache line with the reference count or anything written
+/// then (each shard, `woken_shards`, `joined`).
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct RefreshJoin {
+    /// The generation whose refresh token is being spent: only a report against this one
+    /// joins.
+    pub(crate) generation: Generation,
+    /// Watchdog ticks (half a `call_timeout` each) in the low bits; `SETTLED` once over.
+    state: AtomicU64,
+    /// What joined callers lease once it is settled: the rotated entry when it is
+    /// selectable, `None` when they must ask the actor.
+    outcome: OnceLock<Option<(Arc<Leased>, usize)>>,
+    wake: [Padded<Notify>; WAKE_SHARDS],
+    /// Shards claimed for waking since the refresh settled.
+    woken_shards: Padded<AtomicUsize>,
+    /// Callers that joined through the snapshot, without a message.
+    joined: Padded<AtomicU64>,
+}
+
+/// A value on cache lines of its own (two lines: adjacent-line prefetch pairs them).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// How many notifiers a refresh's waiters are spread over.
+pub(crate) const WAKE_SHARDS: usize = 16;
+
+const SETTLED: u64 = 1 << 63;
+
+thread_local! {
+    /// Spreads a thread's joiners over the shards without a shared counter.
+    static NEXT_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl RefreshJoin {
+    /// A join for the refresh of `generation`.
+    pub(crate) fn new(generation: Generation) -> Self {
+        RefreshJoin {
+            generation,
+            state: AtomicU64::new(0),
+            outcome: OnceLock::new(),
+            wake: std::array::from_fn(|_| Padded(Notify::new())),
+            woken_shards: Padded(AtomicUsize::new(0)),
+            joined: Padded(AtomicU64::new(0)),
+        }
+    }
+
+    /// Callers that joined through the snapshot so far.
+    pub(crate) fn joined(&self) -> u64 {
+        self.joined.load(Ordering::Acquire)
+    }
+
+    /// Ends the refresh for its joiners: they lease `outcome` (the rotated entry and its
+    /// position, when selectable) or ask the actor. Only the first call counts.
+    pub(crate) fn settle(&self, outcome: Option<(Arc<Leased>, usize)>) {
+        let _ = self.outcome.set(outcome);
+        if self.state.fetch_or(SETTLED, Ordering::AcqRel) & SETTLED == 0 {
+            // The woken callers claim the other shards (see `help_wake`); whatever is left
+            // when this call gets there again, it wakes itself.
+            self.help_wake();
+        }
+    }
+
+    /// Claims and wakes shards still asleep after the settle until none is left. A claimed
+    /// shard is woken by its claimer, so each shard is woken exactly once.
+    fn help_wake(&self) {
+        while self.woken_shards.load(Ordering::Acquire) < WAKE_SHARDS {
+            let shard = self.woken_shards.fetch_add(1, Ordering::AcqRel);
+            let Some(wake) = self.wake.get(shard) else {
+                return;
+            };
+            wake.notify_waiters();
+        }
+    }
+
+    /// Wakes every shard (a watchdog tick).
+    fn wake_all(&self) {
+        for wake in &self.wake {
+            wake.notify_waiters();
+        }
+    }
+
+    fn is_settled(&self) -> bool {
+        self.state.load(Ordering::Acquire) & SETTLED != 0
+    }
+
+    /// Waits until the refresh is settled, or gives up at the watchdog's second tick after
+    /// the call.
+    pub(crate) async fn wait(&self) -> JoinedRefresh {
+        let shard = NEXT_SHARD.with(|next| {
+            let shard = next.get();
+            next.set(shard.wrapping_add(1));
+            shard % WAKE_SHARDS
+        });
+        let give_up = self.state.load(Ordering::Acquire).saturating_add(2);
+        let ended = |state: u64| {
+            if state & SETTLED != 0 {
+                Some(JoinedRefresh::Settled)
+            } else {
+                (state >= give_up).then_some(JoinedRefresh::Overdue)
+            }
+        };
+        loop {
+            // Read first without registering: a woken caller must not queue on the lock the
+            // settling actor is waking the others under.
+            if let Some(ended) = ended(self.state.load(Ordering::Acquire)) {
+                if ended == JoinedRefresh::Settled {
+                    self.help_wake();
+                }
+                return ended;
+            }
+            let woken = self.wake[shard].notified();
+            let mut woken = std::pin::pin!(woken);
+            // Registered before the state is read again: a settle or tick after the read
+            // wakes it.
+            woken.as_mut().enable();
+            if ended(self.state.load(Ordering::Acquire)).is_some() {
+                continue;
+            }
+            woken.await;
+        }
+    }
+
+    /// Joins through the snapshot: counts the caller.
+    fn join(self: &Arc<Self>) -> Arc<RefreshJoin> {
+        self.joined.fetch_add(1, Ordering::AcqRel);
+        Arc::clone(self)
+    }
+}
+
+/// Ticks `join` every `period` until it is settled, so that its joiners give up without
+/// timers of their own (see [`RefreshJoin::wait`]).
+pub(crate) fn spawn_refresh_watchdog(join: Arc<RefreshJoin>, period: Duration) {
+    let period = period.max(Duration::from_millis(1));
+    tokio::spawn(async move {
+        loop {
+            // Shard 0 is always woken on a settle (by the settler or a helper).
+            let settled = join.wake[0].notified();
+            let mut settled = std::pin::pin!(settled);
+            settled.as_mut().enable();
+            if join.is_settled() {
+                return;
+            }
+            if tokio::time::timeout(period, settled).await.is_err() {
+                join.state.fetch_add(1, Ordering::AcqRel);
+                join.wake_all();
+            }
+        }
+    });
 }
 
 /// What the actor last published.
@@ -101,17 +289,27 @@ pub(crate) struct FastSnapshot {
     pub(crate) entries: Vec<FastEntry>,
 }
 
+impl FastSnapshot {
+    /// Finds `entry`, looking at `hint` (where it was when the caller learnt of it) first.
+    fn find(&self, entry: EntryId, hint: usize) -> Option<(usize, &FastEntry)> {
+        match self.entries.get(hint) {
+            Some(found) if found.leased.id == entry => Some((hint, found)),
+            _ => self
+                .entries
+                .iter()
+                .enumerate()
+                .find(|(_, found)| found.leased.id == entry),
+        }
+    }
+}
+
 /// State shared by a pool actor and its handles.
 #[derive(Debug)]
 pub(crate) struct Shared {
     snapshot: RwLock<Arc<FastSnapshot>>,
     clock: Arc<dyn Clock>,
-    /// Lease ids, unique per pool run, issued by both paths.
-    next_lease_id: AtomicU64,
     /// The entry last handed out (`0`: none; entry ids are never 0).
     current: AtomicU64,
-    /// Whether a dropped lease must also tell the actor (strict caps park waiters there).
-    notify_release: AtomicBool,
     /// Auth failures against an older generation answered here, for the pool's stats.
     stale_reports: AtomicU64,
 }
@@ -122,16 +320,13 @@ impl Shared {
         Shared {
             snapshot: RwLock::new(Arc::new(FastSnapshot::default())),
             clock,
-            next_lease_id: AtomicU64::new(1),
             current: AtomicU64::new(0),
-            notify_release: AtomicBool::new(false),
             stale_reports: AtomicU64::new(0),
         }
     }
 
     /// Installs a new snapshot (the pool actor only).
-    pub(crate) fn publish(&self, snapshot: FastSnapshot, notify_release: bool) {
-        self.notify_release.store(notify_release, Ordering::Release);
+    pub(crate) fn publish(&self, snapshot: FastSnapshot) {
         let snapshot = Arc::new(snapshot);
         match self.snapshot.write() {
             Ok(mut slot) => *slot = snapshot,
@@ -139,9 +334,23 @@ impl Shared {
         }
     }
 
-    /// Returns a fresh lease id.
+    /// Returns a fresh lease id: unique in the process, taken from a block of ids per thread
+    /// so that concurrent leases do not all write one counter.
     pub(crate) fn next_lease_id(&self) -> u64 {
-        self.next_lease_id.fetch_add(1, Ordering::Relaxed)
+        const BLOCK: u64 = 1024;
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+        thread_local! {
+            static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+        }
+        IDS.with(|ids| {
+            let (mut next, mut end) = ids.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next + BLOCK;
+            }
+            ids.set((next + 1, end));
+            next
+        })
     }
 
     /// Records the entry last handed out (no write when it is already the current one, so
@@ -159,11 +368,6 @@ impl Shared {
             0 => None,
             id => Some(EntryId(id)),
         }
-    }
-
-    /// Whether dropping a lease must also send the actor a `Release`.
-    pub(crate) fn notify_release(&self) -> bool {
-        self.notify_release.load(Ordering::Acquire)
     }
 
     /// Picks as the actor would with fill-first and a soft cap: the first selectable entry
@@ -184,7 +388,7 @@ impl Shared {
                 return None;
             }
             if entry.leased.counters.try_acquire_under(cap) {
-                return Some(self.grant(entry, position, now));
+                return Some(self.grant(&entry.leased, position, now));
             }
             let leases = entry.leased.counters.leases();
             if least.is_none_or(|(fewest, _)| leases < fewest) {
@@ -194,7 +398,7 @@ impl Shared {
         let (_, position) = least?;
         let entry = snapshot.entries.get(position)?;
         entry.leased.counters.acquire();
-        Some(self.grant(entry, position, now))
+        Some(self.grant(&entry.leased, position, now))
     }
 
     /// Leases `entry` itself if it is selectable and its generation is newer than `reported`
@@ -210,20 +414,44 @@ impl Shared {
         position: usize,
     ) -> Option<Grant> {
         let snapshot = self.snapshot.read().ok()?;
-        let position = match snapshot.entries.get(position) {
-            Some(found) if found.leased.id == entry => position,
-            _ => snapshot
-                .entries
-                .iter()
-                .position(|found| found.leased.id == entry)?,
-        };
-        let found = snapshot.entries.get(position)?;
+        let (position, found) = snapshot.find(entry, position)?;
         let now = self.clock.now();
         if found.leased.generation <= reported || found.ready_from > now || found.revive_first {
             return None;
         }
         found.leased.counters.acquire();
-        Some(self.grant(found, position, now))
+        Some(self.grant(&found.leased, position, now))
+    }
+
+    /// Joins the refresh of `entry` in flight if it spends the `reported` generation's
+    /// refresh token (what the actor would do with the report, without asking it). `None`
+    /// leaves the report to the actor.
+    pub(crate) fn join_refresh(
+        &self,
+        entry: EntryId,
+        reported: Generation,
+        position: usize,
+    ) -> Option<Arc<RefreshJoin>> {
+        let snapshot = self.snapshot.read().ok()?;
+        let (_, found) = snapshot.find(entry, position)?;
+        let join = found.refreshing.as_ref()?;
+        (join.generation == reported && found.leased.generation == reported).then(|| join.join())
+    }
+
+    /// Leases what a settled refresh produced if its generation is newer than `reported`
+    /// (no lock: the actor left it in the join). Like [`Shared::lease_newer`] it ignores the
+    /// lease cap. `None` leaves it to the snapshot or the actor.
+    pub(crate) fn lease_refreshed(
+        &self,
+        join: &RefreshJoin,
+        reported: Generation,
+    ) -> Option<Grant> {
+        let (leased, position) = join.outcome.get()?.as_ref()?;
+        if leased.generation <= reported {
+            return None;
+        }
+        leased.counters.acquire();
+        Some(self.grant(leased, *position, self.clock.now()))
     }
 
     /// Counts an auth failure against an older generation answered by [`Shared::lease_newer`].
@@ -236,21 +464,21 @@ impl Shared {
         self.stale_reports.swap(0, Ordering::Relaxed)
     }
 
-    fn grant(&self, entry: &FastEntry, position: usize, now: Timestamp) -> Grant {
-        let counters = &entry.leased.counters;
+    fn grant(&self, leased: &Arc<Leased>, position: usize, now: Timestamp) -> Grant {
+        let counters = &leased.counters;
         counters.fast_selections.fetch_add(1, Ordering::Relaxed);
         // Written only when the clock moved on (milliseconds), not on every lease.
         if counters.fast_last_used.load(Ordering::Relaxed) < now.0 {
             counters.fast_last_used.fetch_max(now.0, Ordering::Relaxed);
         }
-        self.set_current(Some(entry.leased.id));
+        self.set_current(Some(leased.id));
         Grant {
             ticket: LeaseTicket {
                 lease_id: self.next_lease_id(),
-                entry: entry.leased.id,
-                generation: entry.leased.generation,
+                entry: leased.id,
+                generation: leased.generation,
             },
-            leased: Arc::clone(&entry.leased),
+            leased: Arc::clone(leased),
             position,
         }
     }

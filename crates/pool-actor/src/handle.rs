@@ -2,7 +2,8 @@
 //!
 //! Timeouts live here, at the edge, not on internal hops: `select` has none (it is answered
 //! from memory: from the snapshot the actor published, see `fast.rs`, or by the actor), every
-//! other call is bounded by the handle's `call_timeout`.
+//! other call is bounded by the handle's `call_timeout` (a caller waiting on a refresh it
+//! joined is bounded by the refresh's watchdog instead of a timer of its own).
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::error::PoolError;
 use crate::events::EventStream;
-use crate::fast::Shared;
+use crate::fast::{JoinedRefresh, RefreshJoin, Shared};
 use crate::lease::{Grant, Lease};
 use crate::messages::{AuthAnswer, NewEntry, PoolMsg, Reply, Target};
 use crate::view::{EntryView, PoolSnapshot, PoolStats};
@@ -94,10 +95,7 @@ impl PoolHandle {
     }
 
     fn lease(&self, grant: Grant) -> Lease {
-        Lease {
-            grant,
-            pool: Some(self.clone()),
-        }
+        Lease { grant, armed: true }
     }
 
     /// Leases a credential, for `model` when given (per-model benches apply).
@@ -140,66 +138,83 @@ impl PoolHandle {
 
     /// Reports that the lease's credential was rejected and returns what to retry with: the
     /// refreshed token, the current one (when the lease was stale), or another entry.
+    ///
+    /// Bounded by the handle's `call_timeout`: the report itself is, and a refresh it joins
+    /// is waited for at most one `call_timeout` more (by the refresh's watchdog, not a timer
+    /// per caller), after which the call fails with [`PoolError::Timeout`].
     pub async fn report_auth_failure(
         &self,
         lease: Lease,
         failure: Classification,
         model: Option<&str>,
     ) -> Result<Lease, PoolError> {
-        if model.is_none()
-            && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
-            && let Some(grant) = self.inner.shared.lease_newer(
-                lease.entry_id(),
-                lease.generation(),
-                lease.grant.position,
-            )
+        let (entry, reported, position) =
+            (lease.entry_id(), lease.generation(), lease.grant.position);
+        if model.is_none() && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
         {
-            // Someone already rotated this token: answer with the current one, change nothing
-            // (what the actor would answer, without asking it).
-            self.inner.shared.count_stale_report();
-            drop(lease);
-            return Ok(self.lease(grant));
+            // What the actor would answer, without asking it: someone already rotated this
+            // token (answer with the current one, change nothing), or a refresh of it is in
+            // flight (wait for it with everyone else).
+            if let Some(grant) = self.inner.shared.lease_newer(entry, reported, position) {
+                self.inner.shared.count_stale_report();
+                drop(lease);
+                return Ok(self.lease(grant));
+            }
+            if let Some(join) = self.inner.shared.join_refresh(entry, reported, position) {
+                drop(lease);
+                let grant = self.after_refresh(entry, reported, position, &join).await?;
+                return Ok(self.lease(grant));
+            }
         }
         let ticket = lease.disarm();
         let model = model.map(str::to_owned);
-        // One timer bounds the whole call (the report, then any wait for the refresh).
-        let answered = async {
-            let answer = self
-                .ask(
-                    |reply| PoolMsg::ReportAuthFailure {
-                        ticket,
-                        failure,
-                        model,
-                        reply,
-                    },
-                    None,
-                )
-                .await?;
-            match answer {
-                AuthAnswer::Lease(grant) => Ok(grant),
-                AuthAnswer::AwaitRefresh {
-                    entry,
-                    reported,
-                    position,
-                    mut done,
-                } => {
-                    // `Err` means the refresh ended without a new token (or the pool
-                    // stopped): either way the actor decides below.
-                    let _ = done.changed().await;
-                    match self.inner.shared.lease_newer(entry, reported, position) {
-                        Some(grant) => Ok(grant),
-                        None => {
-                            self.ask(|reply| PoolMsg::Select { model: None, reply }, None)
-                                .await
-                        }
-                    }
-                }
-            }
+        let answer = self
+            .ask(
+                |reply| PoolMsg::ReportAuthFailure {
+                    ticket,
+                    failure,
+                    model,
+                    reply,
+                },
+                Some(self.inner.call_timeout),
+            )
+            .await?;
+        let grant = match answer {
+            AuthAnswer::Lease(grant) => grant,
+            AuthAnswer::AwaitRefresh {
+                entry,
+                reported,
+                position,
+                join,
+            } => self.after_refresh(entry, reported, position, &join).await?,
         };
-        let grant = tokio::time::timeout(self.inner.call_timeout, answered)
-            .await
-            .map_err(|_| PoolError::Timeout)??;
         Ok(self.lease(grant))
+    }
+
+    /// Waits for a joined refresh of `entry`, then leases what it produced (or the entry
+    /// from the published snapshot) if its generation moved past `reported`; else (the
+    /// refresh failed, the entry went away) asks the actor for any lease.
+    async fn after_refresh(
+        &self,
+        entry: EntryId,
+        reported: Generation,
+        position: usize,
+        join: &RefreshJoin,
+    ) -> Result<Grant, PoolError> {
+        if join.wait().await == JoinedRefresh::Overdue {
+            return Err(PoolError::Timeout);
+        }
+        let shared = &self.inner.shared;
+        match shared
+            .lease_refreshed(join, reported)
+            .or_else(|| shared.lease_newer(entry, reported, position))
+        {
+            Some(grant) => Ok(grant),
+            None => {
+                self.ask(|reply| PoolMsg::Select { model: None, reply }, None)
+                    .await
+            }
+        }
     }
 
     /// Reports how a request went and returns the lease; answers once any status change is
@@ -233,14 +248,6 @@ impl PoolHandle {
             model: None,
             reply: None,
         });
-    }
-
-    /// Tells the actor a lease came back when it has strict-cap waiters to serve (the lease
-    /// has already given its count back).
-    pub(crate) fn lease_returned(&self) {
-        if self.inner.shared.notify_release() {
-            let _ = self.inner.actor.send_message(PoolMsg::Release);
-        }
     }
 
     /// Tells the pool a proactive refresh of (entry, generation) is due. Used by refreshers.

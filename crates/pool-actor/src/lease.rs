@@ -2,16 +2,60 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use credpool_core::{CredentialKind, EntryId, Generation, ProviderId, Secret};
+use ractor::ActorRef;
 
 use crate::fast::Counters;
-use crate::handle::PoolHandle;
+use crate::messages::PoolMsg;
+
+/// What a lease needs of its pool once handed out: one per pool, shared by every entry's
+/// [`Leased`], so a lease holds no handle of its own (one reference count less to bump on
+/// every lease, on a line all tasks write).
+pub(crate) struct PoolLink {
+    provider: ProviderId,
+    actor: ActorRef<PoolMsg>,
+    /// Whether a returned lease must also tell the actor (strict caps park waiters there).
+    notify_release: AtomicBool,
+}
+
+impl PoolLink {
+    /// The link of `provider`'s pool actor.
+    pub(crate) fn new(provider: ProviderId, actor: ActorRef<PoolMsg>) -> Self {
+        PoolLink {
+            provider,
+            actor,
+            notify_release: AtomicBool::new(false),
+        }
+    }
+
+    /// Sets whether returned leases must send the actor a `Release` (the pool actor only).
+    pub(crate) fn set_notify_release(&self, notify: bool) {
+        self.notify_release.store(notify, Ordering::Release);
+    }
+
+    /// Tells the actor a lease came back when it has strict-cap waiters to serve (the lease
+    /// has already given its count back).
+    fn lease_returned(&self) {
+        if self.notify_release.load(Ordering::Acquire) {
+            let _ = self.actor.send_message(PoolMsg::Release);
+        }
+    }
+}
+
+impl fmt::Debug for PoolLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolLink")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What names a lease in reports: which entry, at which token generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LeaseTicket {
-    /// Unique per pool run.
+    /// Unique in the process.
     pub lease_id: u64,
     /// The entry.
     pub entry: EntryId,
@@ -32,6 +76,8 @@ pub(crate) struct Leased {
     pub(crate) kind: CredentialKind,
     /// The entry's lease count; a lease gives its count back here when dropped.
     pub(crate) counters: Arc<Counters>,
+    /// The pool the lease came from.
+    pub(crate) link: Arc<PoolLink>,
 }
 
 /// What a pool replies when it grants a lease; turned into a [`Lease`] by the handle.
@@ -51,7 +97,8 @@ pub(crate) struct Grant {
 /// Reporting an outcome through the pool consumes it.
 pub struct Lease {
     pub(crate) grant: Grant,
-    pub(crate) pool: Option<PoolHandle>,
+    /// Whether dropping it returns it (false once a report consumed it).
+    pub(crate) armed: bool,
 }
 
 impl Lease {
@@ -92,13 +139,13 @@ impl Lease {
 
     /// Returns the provider the lease came from.
     pub fn provider(&self) -> Option<&ProviderId> {
-        self.pool.as_ref().map(PoolHandle::provider)
+        Some(&self.grant.leased.link.provider)
     }
 
     /// Detaches the lease from its pool without returning it (the pool takes it back itself,
     /// for example because a report consumed it).
     pub(crate) fn disarm(mut self) -> LeaseTicket {
-        self.pool = None;
+        self.armed = false;
         self.grant.ticket
     }
 }
@@ -116,9 +163,9 @@ impl fmt::Debug for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
+        if std::mem::take(&mut self.armed) {
             self.grant.leased.counters.release();
-            pool.lease_returned();
+            self.grant.leased.link.lease_returned();
         }
     }
 }

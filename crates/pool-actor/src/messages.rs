@@ -151,15 +151,15 @@ pub(crate) enum PoolMsg {
 pub(crate) enum AuthAnswer {
     /// What to retry with.
     Lease(Grant),
-    /// A refresh of `entry` is in flight: wait until `done` changes (or closes), then lease
-    /// the entry from the published snapshot if its generation moved past `reported`, or
-    /// ask the actor for any lease.
+    /// A refresh of `entry` is in flight: wait on `join` (see `RefreshJoin::wait`), then
+    /// lease what it produced if its generation moved past `reported`, or ask the actor for
+    /// any lease.
     AwaitRefresh {
         entry: EntryId,
         reported: Generation,
         /// The entry's position when the answer was sent (a lookup hint).
         position: usize,
-        done: tokio::sync::watch::Receiver<()>,
+        join: std::sync::Arc<crate::fast::RefreshJoin>,
     },
 }
 

@@ -22,14 +22,13 @@ use credpool_store::{Change, ProviderState, QuarantinedRecord, RefreshMarker, St
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::PoolError;
 use crate::events::{PoolEvent, Subscribers};
-use crate::fast::{Counters, FastEntry, FastSnapshot, Shared};
+use crate::fast::{Counters, FastEntry, FastSnapshot, RefreshJoin, Shared, spawn_refresh_watchdog};
 use crate::handle::PoolHandle;
-use crate::lease::{Grant, LeaseTicket, Leased};
+use crate::lease::{Grant, LeaseTicket, Leased, PoolLink};
 use crate::messages::{AuthAnswer, NewEntry, PoolMsg, Reply, Target};
 use crate::refresh::{
     RefreshCallback, RefreshFailure, RefreshRequest, RefreshResult, RefreshSeam, TrackUpdate,
@@ -112,11 +111,11 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(entry: Entry) -> Self {
-        Slot::with_counters(entry, Arc::default())
+    fn new(entry: Entry, link: &Arc<PoolLink>) -> Self {
+        Slot::with_counters(entry, Arc::default(), Arc::clone(link))
     }
 
-    fn with_counters(entry: Entry, counters: Arc<Counters>) -> Self {
+    fn with_counters(entry: Entry, counters: Arc<Counters>, link: Arc<PoolLink>) -> Self {
         let leased = Arc::new(Leased {
             id: entry.id,
             generation: entry.generation,
@@ -125,6 +124,7 @@ impl Slot {
             base_url: entry.base_url.as_deref().map(Arc::from),
             kind: entry.credential_kind(),
             counters,
+            link,
         });
         Slot { entry, leased }
     }
@@ -135,7 +135,8 @@ impl Slot {
 
     fn replace(&mut self, entry: Entry) {
         let counters = Arc::clone(&self.leased.counters);
-        *self = Slot::with_counters(entry, counters);
+        let link = Arc::clone(&self.leased.link);
+        *self = Slot::with_counters(entry, counters, link);
     }
 }
 
@@ -172,12 +173,44 @@ struct InFlight {
     generation: Generation,
     after_interruption: bool,
     waiters: Vec<RefreshWaiter>,
-    /// Signalled (or dropped) when the refresh is settled: auth-failure callers that joined
-    /// wait on it and lease the refreshed entry from the published snapshot themselves, so
-    /// the actor wakes thousands of them with one send instead of one grant each.
-    done: watch::Sender<()>,
-    /// How many callers wait on `done`.
-    joined: usize,
+    /// What auth-failure callers join (through the snapshot, or by message) and wait on:
+    /// settled (at the latest when this is dropped) once the published snapshot no longer
+    /// offers it, so the actor wakes thousands of them with one call instead of one grant
+    /// each, and they lease the rotated entry from it themselves.
+    join: Arc<RefreshJoin>,
+    /// Callers that joined by message and wait on `done`.
+    joined: u64,
+    /// Snapshot joins already counted in the stats.
+    joins_counted: u64,
+}
+
+impl InFlight {
+    /// Whether anyone waits for this refresh's outcome.
+    fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty() || self.joined > 0 || self.join.joined() > 0
+    }
+
+    /// Snapshot joins not yet counted in the stats.
+    fn take_new_joins(&mut self) -> u64 {
+        let joined = self.join.joined();
+        let new = joined.saturating_sub(self.joins_counted);
+        self.joins_counted = joined;
+        new
+    }
+
+    /// Wakes everyone who joined; they lease `outcome` (or ask the actor when `None`).
+    /// Only the first call per refresh counts.
+    fn settle(&self, outcome: Option<(Arc<Leased>, usize)>) {
+        self.join.settle(outcome);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Whatever ended the refresh (a result, a removed entry, a stopped pool), nobody may
+        // be left waiting on it.
+        self.settle(None);
+    }
 }
 
 struct CapWaiter {
@@ -202,8 +235,12 @@ pub(crate) struct PoolState {
     strategy_state: StrategyState,
     /// Shared with the handles: the fast path's snapshot, lease ids, the current entry.
     shared: Arc<Shared>,
+    /// Shared with every lease: where a returned lease reports.
+    link: Arc<PoolLink>,
     /// Something `Select` depends on changed since the last published snapshot.
     snapshot_stale: bool,
+    /// Snapshots published so far (to tell whether a step published one).
+    publishes: u64,
     refreshing: HashMap<EntryId, InFlight>,
     /// Entries whose counters changed since the last write-behind.
     dirty: HashSet<EntryId>,
@@ -284,6 +321,7 @@ impl Actor for PoolActor {
             (s.strategy, s.round_robin_cursor)
         });
         let mut state = PoolState {
+            link: Arc::new(PoolLink::new(args.provider.clone(), myself.clone())),
             provider: args.provider,
             spec: args.spec,
             config: args.config,
@@ -299,6 +337,7 @@ impl Actor for PoolActor {
             },
             shared: args.shared,
             snapshot_stale: true,
+            publishes: 0,
             refreshing: HashMap::new(),
             dirty: HashSet::new(),
             provider_state_dirty: false,
@@ -312,7 +351,11 @@ impl Actor for PoolActor {
             rng: SmallRng::from_os_rng(),
             write_behind_timer: None,
         };
-        state.slots = entries.into_iter().map(Slot::new).collect();
+        let link = Arc::clone(&state.link);
+        state.slots = entries
+            .into_iter()
+            .map(|entry| Slot::new(entry, &link))
+            .collect();
         state.sort_slots();
         state.stats.provider = Some(state.provider.clone());
         let period = state.config.write_behind_interval;
@@ -542,7 +585,7 @@ fn needs_first_token(entry: &Entry) -> bool {
 
 /// What the fast path sees of a slot. Entries no `Select` can pick until the actor changes
 /// them (dead, or without a secret yet) are never ready.
-fn fast_entry(slot: &Slot) -> FastEntry {
+fn fast_entry(slot: &Slot, refreshing: Option<&InFlight>) -> FastEntry {
     let entry = &slot.entry;
     let never = Timestamp(i64::MAX);
     let (status_ready_from, revive_first) = match &entry.status {
@@ -560,6 +603,7 @@ fn fast_entry(slot: &Slot) -> FastEntry {
         leased: Arc::clone(&slot.leased),
         ready_from,
         revive_first,
+        refreshing: refreshing.map(|inflight| Arc::clone(&inflight.join)),
     }
 }
 
@@ -609,17 +653,21 @@ impl PoolState {
     /// change `Select` depends on and before the reply to the message that caused it.
     fn publish_snapshot(&mut self) {
         self.snapshot_stale = false;
+        self.publishes = self.publishes.wrapping_add(1);
         let enabled =
             self.strategy == Strategy::FillFirst && matches!(self.config.cap_mode, CapMode::Soft);
-        let entries = self.slots.iter().map(fast_entry).collect();
-        self.shared.publish(
-            FastSnapshot {
-                enabled,
-                max_leases: self.config.max_leases_per_entry.max(1),
-                entries,
-            },
-            matches!(self.config.cap_mode, CapMode::Strict { .. }),
-        );
+        let entries = self
+            .slots
+            .iter()
+            .map(|slot| fast_entry(slot, self.refreshing.get(&slot.entry.id)))
+            .collect();
+        self.link
+            .set_notify_release(matches!(self.config.cap_mode, CapMode::Strict { .. }));
+        self.shared.publish(FastSnapshot {
+            enabled,
+            max_leases: self.config.max_leases_per_entry.max(1),
+            entries,
+        });
     }
 
     /// Folds the fast path's selections into the entries' usage (marking them for
@@ -638,6 +686,9 @@ impl PoolState {
         }
         self.dirty.extend(touched);
         self.stats.stale_reports += self.shared.take_stale_reports();
+        for inflight in self.refreshing.values_mut() {
+            self.stats.joined_refreshes += inflight.take_new_joins();
+        }
     }
 
     fn publish(&mut self, event: PoolEvent) {
@@ -879,7 +930,7 @@ impl PoolState {
                     entry: ticket.entry,
                     reported: ticket.generation,
                     position: i,
-                    done: inflight.done.subscribe(),
+                    join: Arc::clone(&inflight.join),
                 }));
             } else {
                 inflight.waiters.push(RefreshWaiter {
@@ -1251,16 +1302,22 @@ impl PoolState {
             return;
         }
         self.stats.refreshes_started += 1;
+        let join = Arc::new(RefreshJoin::new(generation));
+        // One timer per refresh bounds every joined caller's wait (see `RefreshJoin::wait`).
+        spawn_refresh_watchdog(Arc::clone(&join), self.config.call_timeout / 2);
         self.refreshing.insert(
             entry,
             InFlight {
                 generation,
                 after_interruption,
                 waiters: waiter.into_iter().collect(),
-                done: watch::Sender::new(()),
+                join,
                 joined: 0,
+                joins_counted: 0,
             },
         );
+        // Later reports join through the snapshot, without a message.
+        self.snapshot_stale = true;
         let myself = self.myself.clone();
         let request = RefreshRequest {
             provider: self.provider.clone(),
@@ -1289,13 +1346,37 @@ impl PoolState {
         generation: Generation,
         result: RefreshResult,
     ) {
-        let Some(inflight) = self
+        if self
             .refreshing
-            .remove(&entry)
-            .filter(|f| f.generation == generation)
-        else {
+            .get(&entry)
+            .is_none_or(|inflight| inflight.generation != generation)
+        {
+            return;
+        }
+        let Some(mut inflight) = self.refreshing.remove(&entry) else {
             return;
         };
+        self.stats.joined_refreshes += inflight.take_new_joins();
+        let published = self.publishes;
+        self.apply_refresh_result(entry, &mut inflight, result)
+            .await;
+        // Joined callers look at the snapshot once woken: it must no longer offer this
+        // refresh (nor, after a rotation, the old token) before they are.
+        if self.publishes == published {
+            self.publish_snapshot();
+        }
+        inflight.settle(None);
+    }
+
+    /// Commits what a refresh returned and answers its message waiters; `finish_refresh`
+    /// wakes the joined callers.
+    async fn apply_refresh_result(
+        &mut self,
+        entry: EntryId,
+        inflight: &mut InFlight,
+        result: RefreshResult,
+    ) {
+        let waiters = std::mem::take(&mut inflight.waiters);
         let now = self.clock.now();
         let clear_marker = Change::ClearMarker {
             provider: self.provider.clone(),
@@ -1303,7 +1384,7 @@ impl PoolState {
         };
         let Some(&i) = self.index.get(&entry) else {
             let _ = self.persist(vec![clear_marker]).await;
-            self.rotate_waiters(inflight.waiters);
+            self.rotate_waiters(waiters);
             return;
         };
         match result {
@@ -1347,8 +1428,13 @@ impl PoolState {
                             });
                         }
                         // The snapshot with the new token is published: wake the joiners.
-                        inflight.done.send_replace(());
-                        for waiter in inflight.waiters {
+                        let slot = &self.slots[i];
+                        inflight.settle(
+                            slot.entry
+                                .is_available_at(now, None)
+                                .then(|| (Arc::clone(&slot.leased), i)),
+                        );
+                        for waiter in waiters {
                             let answer = if self.slots[i]
                                 .entry
                                 .is_available_at(now, waiter.model.as_deref())
@@ -1372,7 +1458,7 @@ impl PoolState {
                             "rotated tokens could not be stored; the entry is dead (credential_persist_failed) and the new tokens were discarded"
                         );
                         self.kill_in_memory(i, DeadReason::CREDENTIAL_PERSIST_FAILED, now);
-                        self.rotate_waiters(inflight.waiters);
+                        self.rotate_waiters(waiters);
                     }
                 }
             }
@@ -1421,7 +1507,7 @@ impl PoolState {
                     entry,
                     reason,
                 });
-                self.rotate_waiters(inflight.waiters);
+                self.rotate_waiters(waiters);
             }
             RefreshResult::Failed(RefreshFailure::Transient {
                 reason,
@@ -1438,7 +1524,7 @@ impl PoolState {
                 let still_valid = self.slots[i].entry.oauth().is_some_and(|t| {
                     !t.access.is_empty() && t.expires_at.is_some_and(|at| at > now)
                 });
-                if still_valid && inflight.waiters.is_empty() && inflight.joined == 0 {
+                if still_valid && waiters.is_empty() && !inflight.has_waiters() {
                     // A proactive refresh failed: keep serving the valid token.
                     return;
                 }
@@ -1465,7 +1551,7 @@ impl PoolState {
                     cause: credpool_core::CooldownCause::RefreshFailed,
                     model: None,
                 });
-                self.rotate_waiters(inflight.waiters);
+                self.rotate_waiters(waiters);
             }
         }
     }
@@ -1638,7 +1724,7 @@ impl PoolState {
         let first_token = needs_first_token(&entry);
         let update = track_update(&self.provider, &entry);
         let label = entry.label.clone();
-        self.slots.push(Slot::new(entry));
+        self.slots.push(Slot::new(entry, &self.link));
         self.sort_slots();
         self.refresher.track(update);
         tracing::info!(provider = %self.provider, entry = %id, label = %label, "entry added");
@@ -1685,8 +1771,12 @@ impl PoolState {
             entry: id,
             label: view.label.clone(),
         });
-        if let Some(inflight) = self.refreshing.remove(&id) {
-            self.rotate_waiters(inflight.waiters);
+        if let Some(mut inflight) = self.refreshing.remove(&id) {
+            // The snapshot without the entry is published; dropping `inflight` wakes the
+            // joined callers.
+            self.stats.joined_refreshes += inflight.take_new_joins();
+            let waiters = std::mem::take(&mut inflight.waiters);
+            self.rotate_waiters(waiters);
         }
         Ok(view)
     }

@@ -194,3 +194,130 @@ async fn joiners_of_a_failed_refresh_are_answered_by_the_actor() {
         }
     }
 }
+
+/// Spawns `report_auth_failure` for each lease; returns the tasks with their start times.
+fn report_all(
+    pool: &credpool_pool_actor::PoolHandle,
+    leases: Vec<credpool_pool_actor::Lease>,
+) -> Vec<(
+    tokio::time::Instant,
+    tokio::task::JoinHandle<Result<credpool_pool_actor::Lease, PoolError>>,
+)> {
+    leases
+        .into_iter()
+        .map(|lease| {
+            let pool = pool.clone();
+            let started = tokio::time::Instant::now();
+            let task =
+                tokio::spawn(
+                    async move { pool.report_auth_failure(lease, auth_expired(), None).await },
+                );
+            (started, task)
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_joining_a_stuck_refresh_gives_up_within_the_call_timeout_and_the_late_rotation_is_still_stored()
+ {
+    let call_timeout = Duration::from_secs(10);
+    let harness = Harness::start(
+        std::sync::Arc::new(credpool_store::MemoryStore::new()),
+        credpool_pool_actor::PoolConfig {
+            call_timeout,
+            ..pool_config(Strategy::FillFirst)
+        },
+    )
+    .await;
+    let pool = harness.pool("xai-oauth").await;
+    pool.add_entry(grant("g", "access-1", "refresh-1", None))
+        .await
+        .unwrap();
+    let mut leases = futures_select(&pool, 3).await;
+    let first = report_all(&pool, vec![leases.remove(0)]);
+    wait_for_pending_refresh(&harness).await;
+    // Joined once the refresh is in flight (through the snapshot: no message, no timer).
+    let joiners = report_all(&pool, leases);
+    for (started, task) in first.into_iter().chain(joiners) {
+        let answer = task.await.unwrap();
+        let waited = started.elapsed();
+        assert!(
+            matches!(answer, Err(PoolError::Timeout)),
+            "a stuck refresh must end the wait with a timeout, got {answer:?}"
+        );
+        assert!(
+            waited > call_timeout / 2 && waited <= call_timeout + Duration::from_millis(50),
+            "waited {waited:?} for a {call_timeout:?} call timeout"
+        );
+    }
+    // The refresh itself goes on: its late result is committed, not lost.
+    harness.refresher.complete(RefreshResult::Rotated {
+        access: Secret::new("access-2"),
+        refresh: Some(Secret::new("refresh-2")),
+        expires_at: None,
+    });
+    let mut rotated = false;
+    for _ in 0..100 {
+        let lease = pool.select(None).await.unwrap();
+        if lease.secret().expose() == "access-2" {
+            rotated = true;
+            break;
+        }
+        drop(lease);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(rotated, "the late rotation was not stored");
+    assert_eq!(harness.refresher.request_count(), 1);
+    assert_eq!(pool.stats().await.unwrap().joined_refreshes, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn joiners_are_counted_and_woken_when_their_entry_is_removed() {
+    let harness = Harness::memory(Strategy::FillFirst).await;
+    let pool = harness.pool("xai-oauth").await;
+    pool.add_entry(grant("g", "access-1", "refresh-1", None))
+        .await
+        .unwrap();
+    let mut leases = futures_select(&pool, 6).await;
+    let first = report_all(&pool, vec![leases.remove(0)]);
+    wait_for_pending_refresh(&harness).await;
+    let joiners = report_all(&pool, leases);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(pool.stats().await.unwrap().joined_refreshes, 5);
+    pool.remove_entry(Target::from("g")).await.unwrap();
+    for (started, task) in first.into_iter().chain(joiners) {
+        match task.await.unwrap() {
+            Err(PoolError::Exhausted { .. }) => {}
+            other => panic!("expected exhausted once the entry is gone, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "woken by the removal, not by a timeout"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_pool_wakes_the_callers_waiting_on_its_refresh() {
+    let harness = Harness::memory(Strategy::FillFirst).await;
+    let pool = harness.pool("xai-oauth").await;
+    pool.add_entry(grant("g", "access-1", "refresh-1", None))
+        .await
+        .unwrap();
+    let mut leases = futures_select(&pool, 4).await;
+    let first = report_all(&pool, vec![leases.remove(0)]);
+    wait_for_pending_refresh(&harness).await;
+    let joiners = report_all(&pool, leases);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    harness.registry.shutdown().await.unwrap();
+    for (started, task) in first.into_iter().chain(joiners) {
+        match task.await.unwrap() {
+            Err(PoolError::Stopped) => {}
+            other => panic!("expected stopped, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "woken by the stop, not by a timeout"
+        );
+    }
+}
