@@ -89,9 +89,6 @@ pub(crate) struct FastEntry {
     /// Its status is a cooldown that will have expired: the actor revives it (status, event,
     /// log) on its first pick, so the fast path declines instead of picking it.
     pub(crate) revive_first: bool,
-    /// The refresh of this entry in flight, which auth-failure callers join without a
-    /// message.
-    pub(crate) refreshing: Option<Arc<RefreshJoin>>,
 }
 
 /// How a wait on a joined refresh ended.
@@ -287,6 +284,9 @@ pub(crate) struct FastSnapshot {
     /// Every entry, in the actor's priority order: a position here is the slot's position
     /// when the snapshot was published (leases carry it as a lookup hint).
     pub(crate) entries: Vec<FastEntry>,
+    /// The refreshes in flight, which auth-failure callers join without a message (kept
+    /// apart from `entries`: usually empty, and no cost per entry).
+    pub(crate) refreshing: Vec<(EntryId, Arc<RefreshJoin>)>,
 }
 
 impl FastSnapshot {
@@ -430,12 +430,13 @@ impl Shared {
         &self,
         entry: EntryId,
         reported: Generation,
-        position: usize,
     ) -> Option<Arc<RefreshJoin>> {
         let snapshot = self.snapshot.read().ok()?;
-        let (_, found) = snapshot.find(entry, position)?;
-        let join = found.refreshing.as_ref()?;
-        (join.generation == reported && found.leased.generation == reported).then(|| join.join())
+        let (_, join) = snapshot
+            .refreshing
+            .iter()
+            .find(|(id, join)| *id == entry && join.generation == reported)?;
+        Some(join.join())
     }
 
     /// Leases what a settled refresh produced if its generation is newer than `reported`

@@ -160,7 +160,7 @@ impl PoolHandle {
                 drop(lease);
                 return Ok(self.lease(grant));
             }
-            if let Some(join) = self.inner.shared.join_refresh(entry, reported, position) {
+            if let Some(join) = self.inner.shared.join_refresh(entry, reported) {
                 drop(lease);
                 let grant = self.after_refresh(entry, reported, position, &join).await?;
                 return Ok(self.lease(grant));

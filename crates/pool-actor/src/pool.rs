@@ -585,7 +585,7 @@ fn needs_first_token(entry: &Entry) -> bool {
 
 /// What the fast path sees of a slot. Entries no `Select` can pick until the actor changes
 /// them (dead, or without a secret yet) are never ready.
-fn fast_entry(slot: &Slot, refreshing: Option<&InFlight>) -> FastEntry {
+fn fast_entry(slot: &Slot) -> FastEntry {
     let entry = &slot.entry;
     let never = Timestamp(i64::MAX);
     let (status_ready_from, revive_first) = match &entry.status {
@@ -603,7 +603,6 @@ fn fast_entry(slot: &Slot, refreshing: Option<&InFlight>) -> FastEntry {
         leased: Arc::clone(&slot.leased),
         ready_from,
         revive_first,
-        refreshing: refreshing.map(|inflight| Arc::clone(&inflight.join)),
     }
 }
 
@@ -656,10 +655,11 @@ impl PoolState {
         self.publishes = self.publishes.wrapping_add(1);
         let enabled =
             self.strategy == Strategy::FillFirst && matches!(self.config.cap_mode, CapMode::Soft);
-        let entries = self
-            .slots
+        let entries = self.slots.iter().map(fast_entry).collect();
+        let refreshing = self
+            .refreshing
             .iter()
-            .map(|slot| fast_entry(slot, self.refreshing.get(&slot.entry.id)))
+            .map(|(id, inflight)| (*id, Arc::clone(&inflight.join)))
             .collect();
         self.link
             .set_notify_release(matches!(self.config.cap_mode, CapMode::Strict { .. }));
@@ -667,6 +667,7 @@ impl PoolState {
             enabled,
             max_leases: self.config.max_leases_per_entry.max(1),
             entries,
+            refreshing,
         });
     }
 
