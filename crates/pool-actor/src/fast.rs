@@ -23,7 +23,7 @@
 //! - When in doubt it declines; the actor's answer is always a correct one.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use credpool_core::{Clock, EntryId, Generation, Timestamp};
@@ -105,9 +105,9 @@ pub(crate) enum JoinedRefresh {
 /// A refresh in flight that callers join without a message and without a timer of their
 /// own, and that they lease what it produced from (no lock on the tail of a stampede).
 ///
-/// Waiters are spread over [`WAKE_SHARDS`] notifiers. The settling actor wakes one shard,
-/// and every woken caller first claims and wakes another one still asleep, so both cores
-/// wake callers at once instead of one core waking thousands while the other runs them.
+/// Waiters are spread over [`WAKE_SHARDS`] notifiers. The settling actor wakes shard after
+/// shard, and every woken caller first claims and wakes one shard still asleep, so both
+/// cores wake callers at once instead of one core waking thousands while the other runs them.
 ///
 /// **Invariants:** `outcome` is set before `state` says settled, and only by the pool actor
 /// after the rotated tokens are committed and published; `state` only moves forward; every
@@ -180,21 +180,25 @@ impl RefreshJoin {
     pub(crate) fn settle(&self, outcome: Option<(Arc<Leased>, usize)>) {
         let _ = self.outcome.set(outcome);
         if self.state.fetch_or(SETTLED, Ordering::AcqRel) & SETTLED == 0 {
-            // The woken callers claim the other shards (see `help_wake`); whatever is left
-            // when this call gets there again, it wakes itself.
-            self.help_wake();
+            // Woken callers claim shards too (one each, see `wait`); the settler wakes every
+            // shard nobody claimed before it got there.
+            while self.wake_one_shard() {}
         }
     }
 
-    /// Claims and wakes shards still asleep after the settle until none is left. A claimed
-    /// shard is woken by its claimer, so each shard is woken exactly once.
-    fn help_wake(&self) {
-        while self.woken_shards.load(Ordering::Acquire) < WAKE_SHARDS {
-            let shard = self.woken_shards.fetch_add(1, Ordering::AcqRel);
-            let Some(wake) = self.wake.get(shard) else {
-                return;
-            };
-            wake.notify_waiters();
+    /// Claims a shard still asleep after the settle and wakes it; `false` when none is left.
+    /// A claimed shard is woken by its claimer, so each shard is woken exactly once.
+    fn wake_one_shard(&self) -> bool {
+        if self.woken_shards.load(Ordering::Acquire) >= WAKE_SHARDS {
+            return false;
+        }
+        let shard = self.woken_shards.fetch_add(1, Ordering::AcqRel);
+        match self.wake.get(shard) {
+            Some(wake) => {
+                wake.notify_waiters();
+                true
+            }
+            None => false,
         }
     }
 
@@ -205,7 +209,8 @@ impl RefreshJoin {
         }
     }
 
-    fn is_settled(&self) -> bool {
+    /// Whether the refresh is over.
+    pub(crate) fn is_settled(&self) -> bool {
         self.state.load(Ordering::Acquire) & SETTLED != 0
     }
 
@@ -230,7 +235,8 @@ impl RefreshJoin {
             // settling actor is waking the others under.
             if let Some(ended) = ended(self.state.load(Ordering::Acquire)) {
                 if ended == JoinedRefresh::Settled {
-                    self.help_wake();
+                    // Help the settler: one shard, so that this caller is not held up long.
+                    self.wake_one_shard();
                 }
                 return ended;
             }
@@ -312,6 +318,26 @@ pub(crate) struct Shared {
     current: AtomicU64,
     /// Auth failures against an older generation answered here, for the pool's stats.
     stale_reports: AtomicU64,
+    /// Refreshes asked for by a report on its way to the actor: later reports of the same
+    /// expired token wait on the claim instead of queueing thousands of messages ahead of
+    /// the refresh's result. Usually empty.
+    claims: Mutex<Vec<Claim>>,
+}
+
+/// A refresh claimed by the first caller that reported (entry, generation) expired.
+#[derive(Debug)]
+struct Claim {
+    entry: EntryId,
+    join: Arc<RefreshJoin>,
+}
+
+/// What [`Shared::claim_refresh`] found.
+#[derive(Debug)]
+pub(crate) enum Claimed {
+    /// Nobody had claimed it: this caller reports it, carrying the join to the actor.
+    First(Arc<RefreshJoin>),
+    /// Somebody had: wait on their join.
+    Joined(Arc<RefreshJoin>),
 }
 
 impl Shared {
@@ -322,6 +348,7 @@ impl Shared {
             clock,
             current: AtomicU64::new(0),
             stale_reports: AtomicU64::new(0),
+            claims: Mutex::default(),
         }
     }
 
@@ -453,6 +480,41 @@ impl Shared {
         }
         leased.counters.acquire();
         Some(self.grant(leased, *position, self.clock.now()))
+    }
+
+    /// Claims the refresh of `entry` at `generation` for an expired-token report, or joins
+    /// the claim of whoever reported it first. A new claim gets its watchdog (ticking every
+    /// `period`), so its joiners' waits are bounded even if the report never arrives.
+    pub(crate) fn claim_refresh(
+        &self,
+        entry: EntryId,
+        generation: Generation,
+        period: Duration,
+    ) -> Claimed {
+        let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(claim) = claims
+            .iter()
+            .find(|claim| claim.entry == entry && claim.join.generation == generation)
+        {
+            return Claimed::Joined(claim.join.join());
+        }
+        let join = Arc::new(RefreshJoin::new(generation));
+        claims.push(Claim {
+            entry,
+            join: Arc::clone(&join),
+        });
+        drop(claims);
+        spawn_refresh_watchdog(Arc::clone(&join), period);
+        Claimed::First(join)
+    }
+
+    /// Forgets the claims of `entry` at `generation` (their joins are settled or now belong
+    /// to a refresh in flight, which the snapshot offers).
+    pub(crate) fn drop_claims(&self, entry: EntryId, generation: Generation) {
+        self.claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|claim| claim.entry != entry || claim.join.generation != generation);
     }
 
     /// Counts an auth failure against an older generation answered by [`Shared::lease_newer`].

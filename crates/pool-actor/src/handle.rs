@@ -9,13 +9,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credpool_core::{Classification, EntryId, Generation, Outcome, ProviderId, Strategy};
+use credpool_core::{
+    Classification, CredentialKind, EntryId, FailureKind, Generation, Outcome, ProviderId, Strategy,
+};
 use ractor::ActorRef;
 use tokio::sync::oneshot;
 
 use crate::error::PoolError;
 use crate::events::EventStream;
-use crate::fast::{JoinedRefresh, RefreshJoin, Shared};
+use crate::fast::{Claimed, JoinedRefresh, RefreshJoin, Shared};
 use crate::lease::{Grant, Lease};
 use crate::messages::{AuthAnswer, NewEntry, PoolMsg, Reply, Target};
 use crate::view::{EntryView, PoolSnapshot, PoolStats};
@@ -150,6 +152,7 @@ impl PoolHandle {
     ) -> Result<Lease, PoolError> {
         let (entry, reported, position) =
             (lease.entry_id(), lease.generation(), lease.grant.position);
+        let mut claim = None;
         if model.is_none() && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
         {
             // What the actor would answer, without asking it: someone already rotated this
@@ -165,20 +168,46 @@ impl PoolHandle {
                 let grant = self.after_refresh(entry, reported, position, &join).await?;
                 return Ok(self.lease(grant));
             }
+            // An expired OAuth token: the first caller reports it, the others wait for what
+            // the actor makes of that report (a refresh, as a rule) instead of each sending
+            // a message that would queue ahead of the refresh's result.
+            if failure.kind == FailureKind::AuthExpired
+                && lease.credential_kind() == CredentialKind::OAuth
+            {
+                match self
+                    .inner
+                    .shared
+                    .claim_refresh(entry, reported, self.inner.call_timeout / 2)
+                {
+                    Claimed::Joined(join) => {
+                        drop(lease);
+                        let grant = self.after_refresh(entry, reported, position, &join).await?;
+                        return Ok(self.lease(grant));
+                    }
+                    Claimed::First(join) => claim = Some(join),
+                }
+            }
         }
         let ticket = lease.disarm();
         let model = model.map(str::to_owned);
-        let answer = self
+        let asked = self
             .ask(
                 |reply| PoolMsg::ReportAuthFailure {
                     ticket,
                     failure,
                     model,
+                    claim: claim.clone(),
                     reply,
                 },
                 Some(self.inner.call_timeout),
             )
-            .await?;
+            .await;
+        if let (Err(PoolError::Stopped), Some(claim)) = (&asked, &claim) {
+            // Nobody will act on the claim: release whoever waits on it.
+            self.inner.shared.drop_claims(entry, reported);
+            claim.settle(None);
+        }
+        let answer = asked?;
         let grant = match answer {
             AuthAnswer::Lease(grant) => grant,
             AuthAnswer::AwaitRefresh {

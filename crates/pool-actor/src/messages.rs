@@ -74,6 +74,9 @@ pub(crate) enum PoolMsg {
         ticket: LeaseTicket,
         failure: Classification,
         model: Option<String>,
+        /// The join other callers of the same expired token wait on (see
+        /// `Shared::claim_refresh`): the actor settles it with whatever it decides.
+        claim: Option<std::sync::Arc<crate::fast::RefreshJoin>>,
         reply: Reply<AuthAnswer>,
     },
     /// Reports any other outcome; the lease is returned. Acknowledged once durable.

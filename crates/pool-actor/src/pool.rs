@@ -178,6 +178,8 @@ struct InFlight {
     /// offers it, so the actor wakes thousands of them with one call instead of one grant
     /// each, and they lease the rotated entry from it themselves.
     join: Arc<RefreshJoin>,
+    /// Claims of other callers chained to this refresh (settled with it).
+    chained: Vec<Arc<RefreshJoin>>,
     /// Callers that joined by message and wait on `done`.
     joined: u64,
     /// Snapshot joins already counted in the stats.
@@ -187,12 +189,22 @@ struct InFlight {
 impl InFlight {
     /// Whether anyone waits for this refresh's outcome.
     fn has_waiters(&self) -> bool {
-        !self.waiters.is_empty() || self.joined > 0 || self.join.joined() > 0
+        !self.waiters.is_empty() || self.joined > 0 || self.joins() > 0
+    }
+
+    /// Callers that joined without a message (through the snapshot or a claim).
+    fn joins(&self) -> u64 {
+        self.join.joined() + self.chained.iter().map(|join| join.joined()).sum::<u64>()
+    }
+
+    /// Whether `claim` is settled with this refresh.
+    fn owns(&self, claim: &Arc<RefreshJoin>) -> bool {
+        Arc::ptr_eq(&self.join, claim) || self.chained.iter().any(|c| Arc::ptr_eq(c, claim))
     }
 
     /// Snapshot joins not yet counted in the stats.
     fn take_new_joins(&mut self) -> u64 {
-        let joined = self.join.joined();
+        let joined = self.joins();
         let new = joined.saturating_sub(self.joins_counted);
         self.joins_counted = joined;
         new
@@ -201,6 +213,9 @@ impl InFlight {
     /// Wakes everyone who joined; they lease `outcome` (or ask the actor when `None`).
     /// Only the first call per refresh counts.
     fn settle(&self, outcome: Option<(Arc<Leased>, usize)>) {
+        for chained in &self.chained {
+            chained.settle(outcome.clone());
+        }
         self.join.settle(outcome);
     }
 }
@@ -405,7 +420,9 @@ impl Actor for PoolActor {
                     "a refresh was interrupted by a crash; retrying it once with the stored refresh token"
                 );
             }
-            state.start_refresh(entry, None, after_interruption).await;
+            state
+                .start_refresh(entry, None, after_interruption, None)
+                .await;
         }
         state.publish_snapshot();
         Ok(state)
@@ -472,10 +489,11 @@ impl PoolState {
                 ticket,
                 failure,
                 model,
+                claim,
                 reply,
             } => {
                 state
-                    .report_auth_failure(ticket, failure, model, reply)
+                    .report_auth_failure(ticket, failure, model, claim, reply)
                     .await
             }
             PoolMsg::ReportOutcome {
@@ -502,7 +520,7 @@ impl PoolState {
                     .get(&entry)
                     .is_some_and(|&i| state.slots[i].entry.generation == generation);
                 if due {
-                    state.start_refresh(entry, None, false).await;
+                    state.start_refresh(entry, None, false, None).await;
                 }
             }
             PoolMsg::WaiterTimeout { waiter } => state.expire_waiter(waiter),
@@ -888,11 +906,43 @@ impl PoolState {
 
     // ---------------------------------------------------------------- reports
 
+    /// Handles an auth failure; `claim` is what other callers of the same expired token wait
+    /// on (see `Shared::claim_refresh`): a refresh it leads to (or joins) settles it, any
+    /// other answer releases them at once to ask for a lease themselves.
     async fn report_auth_failure(
         &mut self,
         ticket: LeaseTicket,
         failure: Classification,
         model: Option<String>,
+        claim: Option<Arc<RefreshJoin>>,
+        reply: Reply<AuthAnswer>,
+    ) {
+        let claim = claim.filter(|join| !join.is_settled());
+        self.answer_auth_failure(ticket, failure, model, claim.as_ref(), reply)
+            .await;
+        let Some(claim) = claim else {
+            return;
+        };
+        if self
+            .refreshing
+            .get(&ticket.entry)
+            .is_some_and(|inflight| inflight.owns(&claim))
+        {
+            return;
+        }
+        if self.snapshot_stale {
+            self.publish_snapshot();
+        }
+        self.shared.drop_claims(ticket.entry, ticket.generation);
+        claim.settle(None);
+    }
+
+    async fn answer_auth_failure(
+        &mut self,
+        ticket: LeaseTicket,
+        failure: Classification,
+        model: Option<String>,
+        claim: Option<&Arc<RefreshJoin>>,
         reply: Reply<AuthAnswer>,
     ) {
         self.release(ticket);
@@ -925,6 +975,11 @@ impl PoolState {
         }
         if let Some(inflight) = self.refreshing.get_mut(&ticket.entry) {
             self.stats.joined_refreshes += 1;
+            if let Some(claim) = claim
+                && !inflight.owns(claim)
+            {
+                inflight.chained.push(Arc::clone(claim));
+            }
             if model.is_none() {
                 inflight.joined += 1;
                 let _ = reply.send(Ok(AuthAnswer::AwaitRefresh {
@@ -955,6 +1010,7 @@ impl PoolState {
                     model,
                 }),
                 false,
+                claim.cloned(),
             )
             .await;
             return;
@@ -1222,6 +1278,7 @@ impl PoolState {
                         model: None,
                     }),
                     false,
+                    None,
                 )
                 .await;
             }
@@ -1245,11 +1302,13 @@ impl PoolState {
 
     /// Starts a refresh of `entry` or joins the one in flight. The in-flight marker is made
     /// durable before the refresh token leaves.
+    /// `claim` becomes the refresh's join (callers already wait on it).
     async fn start_refresh(
         &mut self,
         entry: EntryId,
         waiter: Option<RefreshWaiter>,
         after_interruption: bool,
+        claim: Option<Arc<RefreshJoin>>,
     ) {
         if let Some(inflight) = self.refreshing.get_mut(&entry) {
             if let Some(waiter) = waiter {
@@ -1303,9 +1362,16 @@ impl PoolState {
             return;
         }
         self.stats.refreshes_started += 1;
-        let join = Arc::new(RefreshJoin::new(generation));
-        // One timer per refresh bounds every joined caller's wait (see `RefreshJoin::wait`).
-        spawn_refresh_watchdog(Arc::clone(&join), self.config.call_timeout / 2);
+        // One timer per refresh bounds every joined caller's wait (see `RefreshJoin::wait`);
+        // a claim got its own when it was made.
+        let join = match claim.filter(|claim| claim.generation == generation) {
+            Some(claim) => claim,
+            None => {
+                let join = Arc::new(RefreshJoin::new(generation));
+                spawn_refresh_watchdog(Arc::clone(&join), self.config.call_timeout / 2);
+                join
+            }
+        };
         self.refreshing.insert(
             entry,
             InFlight {
@@ -1313,6 +1379,7 @@ impl PoolState {
                 after_interruption,
                 waiters: waiter.into_iter().collect(),
                 join,
+                chained: Vec::new(),
                 joined: 0,
                 joins_counted: 0,
             },
@@ -1366,6 +1433,7 @@ impl PoolState {
         if self.publishes == published {
             self.publish_snapshot();
         }
+        self.shared.drop_claims(entry, generation);
         inflight.settle(None);
     }
 
@@ -1735,7 +1803,7 @@ impl PoolState {
             label,
         });
         if first_token {
-            self.start_refresh(id, None, false).await;
+            self.start_refresh(id, None, false, None).await;
         }
         self.serve_cap_waiters();
         let now = self.clock.now();
@@ -1775,6 +1843,7 @@ impl PoolState {
         if let Some(mut inflight) = self.refreshing.remove(&id) {
             // The snapshot without the entry is published; dropping `inflight` wakes the
             // joined callers.
+            self.shared.drop_claims(id, inflight.generation);
             self.stats.joined_refreshes += inflight.take_new_joins();
             let waiters = std::mem::take(&mut inflight.waiters);
             self.rotate_waiters(waiters);
@@ -1806,7 +1875,7 @@ impl PoolState {
                 "entry {id} is not a live OAuth grant with a refresh token"
             )));
         }
-        self.start_refresh(id, None, false).await;
+        self.start_refresh(id, None, false, None).await;
         let now = self.clock.now();
         Ok(self.view(self.index[&id], now))
     }

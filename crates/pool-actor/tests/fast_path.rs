@@ -195,6 +195,28 @@ async fn joiners_of_a_failed_refresh_are_answered_by_the_actor() {
     }
 }
 
+/// Selects until `n` leases of `label` are held; returns them and the others taken meanwhile
+/// (held, so that the soft cap moves on to `label` again).
+async fn leases_of(
+    pool: &credpool_pool_actor::PoolHandle,
+    label: &str,
+    n: usize,
+) -> (
+    Vec<credpool_pool_actor::Lease>,
+    Vec<credpool_pool_actor::Lease>,
+) {
+    let (mut wanted, mut others) = (Vec::new(), Vec::new());
+    while wanted.len() < n {
+        let lease = pool.select(None).await.unwrap();
+        if lease.label() == label {
+            wanted.push(lease);
+        } else {
+            others.push(lease);
+        }
+    }
+    (wanted, others)
+}
+
 /// Spawns `report_auth_failure` for each lease; returns the tasks with their start times.
 fn report_all(
     pool: &credpool_pool_actor::PoolHandle,
@@ -320,4 +342,51 @@ async fn a_stopped_pool_wakes_the_callers_waiting_on_its_refresh() {
             "woken by the stop, not by a timeout"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_of_one_expired_token_share_one_report_and_are_released_when_it_leads_to_no_refresh()
+ {
+    let harness = Harness::memory(Strategy::FillFirst).await;
+    let pool = harness.pool("xai-oauth").await;
+    pool.add_entry(grant("g", "access-1", "refresh-1", None))
+        .await
+        .unwrap();
+    pool.add_entry(api_key("k", "key-1")).await.unwrap();
+
+    // Many callers report the same expired token at once: one report reaches the pool, the
+    // others wait on its claim; all get the new token from the one refresh.
+    let (leases, others) = leases_of(&pool, "g", 6).await;
+    drop(others);
+    let reported = leases.len();
+    let callers = report_all(&pool, leases);
+    wait_for_pending_refresh(&harness).await;
+    harness.refresher.complete(RefreshResult::Rotated {
+        access: Secret::new("access-2"),
+        refresh: Some(Secret::new("refresh-2")),
+        expires_at: None,
+    });
+    for (_, caller) in callers {
+        assert_eq!(caller.await.unwrap().unwrap().secret().expose(), "access-2");
+    }
+    assert_eq!(harness.refresher.request_count(), 1);
+    assert_eq!(
+        pool.stats().await.unwrap().joined_refreshes,
+        reported as u64 - 1
+    );
+
+    // The fresh token is rejected at once: the first report benches g instead of refreshing
+    // again (the refresh-loop guard), and the callers waiting on its claim are released at
+    // once to the other entry — not left to time out.
+    let (leases, others) = leases_of(&pool, "g", 3).await;
+    drop(others);
+    for (started, caller) in report_all(&pool, leases) {
+        let lease = caller.await.unwrap().unwrap();
+        assert_eq!(lease.label(), "k");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "released, not timed out"
+        );
+    }
+    assert_eq!(harness.refresher.request_count(), 1, "no second refresh");
 }

@@ -225,6 +225,8 @@ struct Shared {
     requests_by_credential: Mutex<HashMap<String, u64>>,
     discovery_override: Mutex<Option<String>>,
     last_token_request: Mutex<Option<TokenRequestRecord>>,
+    /// When the token endpoint last finished an answer (before the body is written).
+    last_token_answer: Mutex<Option<std::time::Instant>>,
     counters: Counters,
     /// Serialises writes of the persisted state, so an older state never overwrites a newer.
     persist_lock: Mutex<()>,
@@ -324,6 +326,7 @@ impl FakeProvider {
             requests_by_credential: Mutex::default(),
             discovery_override: Mutex::default(),
             last_token_request: Mutex::default(),
+            last_token_answer: Mutex::default(),
             counters: Counters::default(),
             persist_lock: Mutex::default(),
         });
@@ -498,6 +501,12 @@ impl FakeProvider {
     /// Returns what the last token request looked like.
     pub fn last_token_request(&self) -> Option<TokenRequestRecord> {
         lock(&self.shared.last_token_request).clone()
+    }
+
+    /// Returns when the token endpoint last had its answer ready (the handler returned; the
+    /// body is written after). For benches that time what follows a refresh.
+    pub fn last_token_answer_at(&self) -> Option<std::time::Instant> {
+        *lock(&self.shared.last_token_answer)
     }
 }
 

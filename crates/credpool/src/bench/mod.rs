@@ -447,6 +447,7 @@ impl Report {
                 "max_ms": round3(ms(result.done.max_ns())),
                 "first_ms": round3(ms(result.done.min_ns())),
                 "p99_after_first_ms": round3(ms(result.after_first.p99_ns())),
+                "p99_after_token_answer_ms": round3(ms(result.after_answer.p99_ns())),
                 "floor_wake_p99_after_first_ms": round3(ms(floor.p99_ns())),
                 "floor_wake_timeout_p99_after_first_ms": round3(ms(floor_timeout.p99_ns())),
             }),
@@ -482,6 +483,14 @@ impl Report {
                 ms(result.after_first.p99_ns()),
                 met(tail)
             ),
+        );
+        table.row(
+            "  same, after the provider's token answer",
+            format!("{:.2} ms", ms(result.after_answer.p50_ns())),
+            format!("{:.2} ms", ms(result.after_answer.p99_ns())),
+            format!("{:.2} ms", ms(result.after_answer.max_ns())),
+            String::new(),
+            "answer back, commit + flush, wake",
         );
     }
 

@@ -36,6 +36,9 @@ pub(crate) struct StampedeResult {
     pub(crate) done: Samples,
     /// Time from the first caller holding the new token until each caller did.
     pub(crate) after_first: Samples,
+    /// Time from the provider's token answer until each caller held the new token (the
+    /// answer's way back, the commit and flush, the wake).
+    pub(crate) after_answer: Samples,
 }
 
 fn auth_expired() -> Classification {
@@ -142,13 +145,22 @@ async fn run(
     }
     let wall = started.elapsed();
     let token_requests = fake.token_requests() - before;
+    let answered = fake
+        .last_token_answer_at()
+        .context("the provider never answered a token request")?
+        .saturating_duration_since(started);
     let first = done.iter().min().copied().unwrap_or_default();
     let after_first: Vec<u64> = done.iter().map(|d| nanos(*d - first)).collect();
+    let after_answer: Vec<u64> = done
+        .iter()
+        .map(|d| nanos(d.saturating_sub(answered)))
+        .collect();
     Ok(StampedeResult {
         callers,
         token_requests,
         done: Samples::new(done.into_iter().map(nanos).collect(), wall),
         after_first: Samples::new(after_first, wall),
+        after_answer: Samples::new(after_answer, wall),
     })
 }
 

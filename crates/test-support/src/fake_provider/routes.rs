@@ -139,7 +139,7 @@ async fn token(
         had_refresh_token: fields.contains_key("refresh_token"),
     });
 
-    match shared.next_fault() {
+    let answer = match shared.next_fault() {
         None => redeem(&shared, &fields),
         Some(TokenFault::Slow(delay)) => {
             tokio::time::sleep(delay).await;
@@ -159,7 +159,9 @@ async fn token(
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
         Some(fault) => fault_response(&fault),
-    }
+    };
+    *lock(&shared.last_token_answer) = Some(std::time::Instant::now());
+    answer
 }
 
 /// The answer of a fault that does not involve the grant.
