@@ -45,7 +45,14 @@ fn quick_json_has_every_field() {
             "{entries}"
         );
     }
-    for field in ["callers", "token_requests", "p50_ms", "p99_ms"] {
+    for field in [
+        "callers",
+        "token_requests",
+        "p50_ms",
+        "p99_ms",
+        "p99_after_first_ms",
+        "p99_after_token_answer_ms",
+    ] {
         assert!(report["stampede"][field].is_number(), "stampede.{field}");
     }
     // One exchange however many callers: this is behaviour, not speed.
