@@ -22,6 +22,25 @@ use crate::lease::{Grant, Lease};
 use crate::messages::{AuthAnswer, NewEntry, PoolMsg, Reply, Target};
 use crate::view::{EntryView, PoolSnapshot, PoolStats};
 
+/// How `report_auth_failure` goes on once the snapshot has been consulted.
+enum AuthPath {
+    /// Answered from the snapshot (the lease was stale).
+    Answered(Grant),
+    /// Wait on a refresh in flight, or on another caller's report of the same token.
+    Wait {
+        entry: EntryId,
+        reported: Generation,
+        position: usize,
+        join: Arc<RefreshJoin>,
+    },
+    /// Ask the actor, carrying the claim other callers wait on (if this caller made one).
+    Message {
+        lease: Lease,
+        failure: Classification,
+        claim: Option<Arc<RefreshJoin>>,
+    },
+}
+
 /// A handle on one provider's pool. Cheap to clone (one reference count: every lease holds
 /// a clone).
 #[derive(Clone)]
@@ -89,7 +108,9 @@ impl PoolHandle {
             .map_err(|_| PoolError::Stopped)?;
         let answer = match timeout {
             None => receiver.await,
-            Some(limit) => tokio::time::timeout(limit, receiver)
+            // Boxed: the timer would make every caller's future larger (tokio copies a task's
+            // whole future when it completes), including the paths that never time out.
+            Some(limit) => Box::pin(tokio::time::timeout(limit, receiver))
                 .await
                 .map_err(|_| PoolError::Timeout)?,
         };
@@ -150,44 +171,85 @@ impl PoolHandle {
         failure: Classification,
         model: Option<&str>,
     ) -> Result<Lease, PoolError> {
+        // Decided before any await, so that a caller that only waits does not carry its
+        // lease, its failure or the message path in its future (tokio copies a task's whole
+        // future when it completes: 10,000 of them at the end of a stampede).
+        match self.auth_failure_path(lease, failure, model.is_none()) {
+            AuthPath::Answered(grant) => Ok(self.lease(grant)),
+            AuthPath::Wait {
+                entry,
+                reported,
+                position,
+                join,
+            } => {
+                let grant = self.after_refresh(entry, reported, position, &join).await?;
+                Ok(self.lease(grant))
+            }
+            AuthPath::Message {
+                lease,
+                failure,
+                claim,
+            } => Box::pin(self.report_by_message(lease, failure, model, claim)).await,
+        }
+    }
+
+    /// What the actor would answer, decided without asking it when the snapshot can: someone
+    /// already rotated this token (answer with the current one, change nothing), a refresh of
+    /// it is in flight (wait for it with everyone else), or — for an expired OAuth token —
+    /// another caller already reported it (wait for what the actor makes of that report
+    /// instead of sending a message that would queue ahead of the refresh's result).
+    fn auth_failure_path(&self, lease: Lease, failure: Classification, no_model: bool) -> AuthPath {
         let (entry, reported, position) =
             (lease.entry_id(), lease.generation(), lease.grant.position);
-        let mut claim = None;
-        if model.is_none() && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
-        {
-            // What the actor would answer, without asking it: someone already rotated this
-            // token (answer with the current one, change nothing), or a refresh of it is in
-            // flight (wait for it with everyone else).
-            if let Some(grant) = self.inner.shared.lease_newer(entry, reported, position) {
-                self.inner.shared.count_stale_report();
-                drop(lease);
-                return Ok(self.lease(grant));
-            }
-            if let Some(join) = self.inner.shared.join_refresh(entry, reported) {
-                drop(lease);
-                let grant = self.after_refresh(entry, reported, position, &join).await?;
-                return Ok(self.lease(grant));
-            }
-            // An expired OAuth token: the first caller reports it, the others wait for what
-            // the actor makes of that report (a refresh, as a rule) instead of each sending
-            // a message that would queue ahead of the refresh's result.
-            if failure.kind == FailureKind::AuthExpired
-                && lease.credential_kind() == CredentialKind::OAuth
-            {
-                match self
-                    .inner
-                    .shared
-                    .claim_refresh(entry, reported, self.inner.call_timeout / 2)
-                {
-                    Claimed::Joined(join) => {
-                        drop(lease);
-                        let grant = self.after_refresh(entry, reported, position, &join).await?;
-                        return Ok(self.lease(grant));
-                    }
-                    Claimed::First(join) => claim = Some(join),
-                }
-            }
+        if !no_model || !matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running) {
+            return AuthPath::Message {
+                lease,
+                failure,
+                claim: None,
+            };
         }
+        let shared = &self.inner.shared;
+        if let Some(grant) = shared.lease_newer(entry, reported, position) {
+            shared.count_stale_report();
+            return AuthPath::Answered(grant);
+        }
+        let wait = |join| AuthPath::Wait {
+            entry,
+            reported,
+            position,
+            join,
+        };
+        if let Some(join) = shared.join_refresh(entry, reported) {
+            return wait(join);
+        }
+        if failure.kind != FailureKind::AuthExpired
+            || lease.credential_kind() != CredentialKind::OAuth
+        {
+            return AuthPath::Message {
+                lease,
+                failure,
+                claim: None,
+            };
+        }
+        match shared.claim_refresh(entry, reported, self.inner.call_timeout / 2) {
+            Claimed::Joined(join) => wait(join),
+            Claimed::First(claim) => AuthPath::Message {
+                lease,
+                failure,
+                claim: Some(claim),
+            },
+        }
+    }
+
+    /// Sends the report to the actor (with the claim other callers wait on, if any) and
+    /// follows its answer.
+    async fn report_by_message(
+        &self,
+        lease: Lease,
+        failure: Classification,
+        model: Option<&str>,
+        claim: Option<Arc<RefreshJoin>>,
+    ) -> Result<Lease, PoolError> {
         let ticket = lease.disarm();
         let model = model.map(str::to_owned);
         let asked = self
@@ -204,11 +266,12 @@ impl PoolHandle {
             .await;
         if let (Err(PoolError::Stopped), Some(claim)) = (&asked, &claim) {
             // Nobody will act on the claim: release whoever waits on it.
-            self.inner.shared.drop_claims(entry, reported);
+            self.inner
+                .shared
+                .drop_claims(ticket.entry, ticket.generation);
             claim.settle(None);
         }
-        let answer = asked?;
-        let grant = match answer {
+        let grant = match asked? {
             AuthAnswer::Lease(grant) => grant,
             AuthAnswer::AwaitRefresh {
                 entry,

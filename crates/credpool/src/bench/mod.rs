@@ -448,6 +448,8 @@ impl Report {
                 "first_ms": round3(ms(result.done.min_ns())),
                 "p99_after_first_ms": round3(ms(result.after_first.p99_ns())),
                 "p99_after_token_answer_ms": round3(ms(result.after_answer.p99_ns())),
+                "provider_latency_ms": stampede::PROVIDER_LATENCY.as_millis(),
+                "callers_waiting_at_answer": result.waiting_at_answer,
                 "floor_wake_p99_after_first_ms": round3(ms(floor.p99_ns())),
                 "floor_wake_timeout_p99_after_first_ms": round3(ms(floor_timeout.p99_ns())),
             }),

@@ -20,10 +20,16 @@ use credpool_core::{
 use credpool_pool_actor::{NewEntry, PoolRegistry, RegistryConfig};
 use credpool_refresher::{Refresher, RefresherConfig};
 use credpool_store::{SledStore, Store};
-use credpool_test_support::{FakeProvider, FakeProviderConfig};
+use credpool_test_support::{FakeProvider, FakeProviderConfig, TokenFault};
 use tokio::sync::{Barrier, watch};
 
 use super::stats::{Samples, nanos};
+
+/// How long the fake token endpoint takes to answer the stampede's refresh: a fast real
+/// provider's round trip (xAI's and OpenAI's take 100–400 ms from a laptop). On loopback it
+/// would answer in about a millisecond, before most of 10,000 callers have even reported,
+/// and the tail would time their arrival instead of what follows the answer.
+pub(crate) const PROVIDER_LATENCY: Duration = Duration::from_millis(50);
 
 /// What a stampede measured.
 #[derive(Debug)]
@@ -32,6 +38,9 @@ pub(crate) struct StampedeResult {
     pub(crate) callers: usize,
     /// Requests the token endpoint received.
     pub(crate) token_requests: u64,
+    /// Callers that had reported before the provider answered (the rest arrived after it
+    /// and are in the tail too).
+    pub(crate) waiting_at_answer: usize,
     /// Time from the common start until each caller held the new token.
     pub(crate) done: Samples,
     /// Time from the first caller holding the new token until each caller did.
@@ -120,6 +129,7 @@ async fn run(
                 .await
                 .map_err(|_| anyhow::anyhow!("the stampede never started"))?
                 .context("a start time")?;
+            let reported_at = started.elapsed();
             let renewed = pool
                 .report_auth_failure(lease, auth_expired(), None)
                 .await?;
@@ -131,17 +141,21 @@ async fn run(
                 reported
             );
             drop(renewed);
-            anyhow::Ok(done)
+            anyhow::Ok((reported_at, done))
         }));
     }
     ready.wait().await;
     fake.expire_access_tokens();
+    fake.push_fault(TokenFault::Slow(PROVIDER_LATENCY));
     let before = fake.token_requests();
     let started = Instant::now();
     go.send_replace(Some(started));
+    let mut reported = Vec::with_capacity(callers);
     let mut done = Vec::with_capacity(callers);
     for task in tasks {
-        done.push(task.await.context("stampede caller panicked")??);
+        let (reported_at, done_at) = task.await.context("stampede caller panicked")??;
+        reported.push(reported_at);
+        done.push(done_at);
     }
     let wall = started.elapsed();
     let token_requests = fake.token_requests() - before;
@@ -158,6 +172,7 @@ async fn run(
     Ok(StampedeResult {
         callers,
         token_requests,
+        waiting_at_answer: reported.iter().filter(|at| **at < answered).count(),
         done: Samples::new(done.into_iter().map(nanos).collect(), wall),
         after_first: Samples::new(after_first, wall),
         after_answer: Samples::new(after_answer, wall),
