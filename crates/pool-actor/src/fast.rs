@@ -91,6 +91,18 @@ pub(crate) struct FastEntry {
     pub(crate) revive_first: bool,
 }
 
+/// What a refresh leaves its joiners to lease.
+#[derive(Debug, Clone)]
+pub(crate) struct Refreshed {
+    /// The rotated entry's lease data.
+    pub(crate) leased: Arc<Leased>,
+    /// Its position in the snapshot published with it.
+    pub(crate) position: usize,
+    /// When the refresh's result came back: the joiners' leases are dated by it (a clock
+    /// read less for each of them; they lease it within milliseconds).
+    pub(crate) at: Timestamp,
+}
+
 /// How a wait on a joined refresh ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JoinedRefresh {
@@ -126,7 +138,7 @@ pub(crate) struct RefreshJoin {
     state: AtomicU64,
     /// What joined callers lease once it is settled: the rotated entry when it is
     /// selectable, `None` when they must ask the actor.
-    outcome: OnceLock<Option<(Arc<Leased>, usize)>>,
+    outcome: OnceLock<Option<Refreshed>>,
     wake: [Padded<Notify>; WAKE_SHARDS],
     /// Shards claimed for waking since the refresh settled.
     woken_shards: Padded<AtomicUsize>,
@@ -175,9 +187,9 @@ impl RefreshJoin {
         self.joined.load(Ordering::Acquire)
     }
 
-    /// Ends the refresh for its joiners: they lease `outcome` (the rotated entry and its
-    /// position, when selectable) or ask the actor. Only the first call counts.
-    pub(crate) fn settle(&self, outcome: Option<(Arc<Leased>, usize)>) {
+    /// Ends the refresh for its joiners: they lease `outcome` (the rotated entry, when
+    /// selectable) or ask the actor. Only the first call counts.
+    pub(crate) fn settle(&self, outcome: Option<Refreshed>) {
         let _ = self.outcome.set(outcome);
         if self.state.fetch_or(SETTLED, Ordering::AcqRel) & SETTLED == 0 {
             // Woken callers claim shards too (one each, see `wait`); the settler wakes every
@@ -474,12 +486,12 @@ impl Shared {
         join: &RefreshJoin,
         reported: Generation,
     ) -> Option<Grant> {
-        let (leased, position) = join.outcome.get()?.as_ref()?;
-        if leased.generation <= reported {
+        let refreshed = join.outcome.get()?.as_ref()?;
+        if refreshed.leased.generation <= reported {
             return None;
         }
-        leased.counters.acquire();
-        Some(self.grant(leased, *position, self.clock.now()))
+        refreshed.leased.counters.acquire();
+        Some(self.grant(&refreshed.leased, refreshed.position, refreshed.at))
     }
 
     /// Claims the refresh of `entry` at `generation` for an expired-token report, or joins

@@ -26,7 +26,9 @@ use tokio::task::JoinHandle;
 
 use crate::error::PoolError;
 use crate::events::{PoolEvent, Subscribers};
-use crate::fast::{Counters, FastEntry, FastSnapshot, RefreshJoin, Shared, spawn_refresh_watchdog};
+use crate::fast::{
+    Counters, FastEntry, FastSnapshot, RefreshJoin, Refreshed, Shared, spawn_refresh_watchdog,
+};
 use crate::handle::PoolHandle;
 use crate::lease::{Grant, LeaseTicket, Leased, PoolLink};
 use crate::messages::{AuthAnswer, NewEntry, PoolMsg, Reply, Target};
@@ -212,7 +214,7 @@ impl InFlight {
 
     /// Wakes everyone who joined; they lease `outcome` (or ask the actor when `None`).
     /// Only the first call per refresh counts.
-    fn settle(&self, outcome: Option<(Arc<Leased>, usize)>) {
+    fn settle(&self, outcome: Option<Refreshed>) {
         for chained in &self.chained {
             chained.settle(outcome.clone());
         }
@@ -1498,11 +1500,11 @@ impl PoolState {
                         }
                         // The snapshot with the new token is published: wake the joiners.
                         let slot = &self.slots[i];
-                        inflight.settle(
-                            slot.entry
-                                .is_available_at(now, None)
-                                .then(|| (Arc::clone(&slot.leased), i)),
-                        );
+                        inflight.settle(slot.entry.is_available_at(now, None).then(|| Refreshed {
+                            leased: Arc::clone(&slot.leased),
+                            position: i,
+                            at: now,
+                        }));
                         for waiter in waiters {
                             let answer = if self.slots[i]
                                 .entry
