@@ -504,11 +504,16 @@ impl Shared {
         period: Duration,
     ) -> Claimed {
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(claim) = claims
+        if let Some(found) = claims
             .iter()
-            .find(|claim| claim.entry == entry && claim.join.generation == generation)
+            .position(|claim| claim.entry == entry && claim.join.generation == generation)
         {
-            return Claimed::Joined(claim.join.join());
+            if !claims[found].join.is_settled() {
+                return Claimed::Joined(claims[found].join.join());
+            }
+            // Over and not yet forgotten: joining it would answer without the report ever
+            // reaching the actor. This caller claims anew.
+            claims.swap_remove(found);
         }
         let join = Arc::new(RefreshJoin::new(generation));
         claims.push(Claim {
