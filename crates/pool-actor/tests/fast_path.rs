@@ -119,10 +119,7 @@ async fn other_strategies_and_models_still_go_through_the_actor() {
 #[tokio::test(start_paused = true)]
 async fn refresh_joiners_get_the_new_generation_and_stale_reports_the_current_one() {
     let harness = Harness::memory(Strategy::FillFirst).await;
-    let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("g", "access-1", "refresh-1", None))
-        .await
-        .unwrap();
+    let pool = grant_pool(&harness).await;
     let mut leases: Vec<_> = futures_select(&pool, 20).await;
     let old = leases[0].generation();
     let kept = leases.pop().unwrap();
@@ -166,10 +163,7 @@ async fn refresh_joiners_get_the_new_generation_and_stale_reports_the_current_on
 #[tokio::test(start_paused = true)]
 async fn joiners_of_a_failed_refresh_are_answered_by_the_actor() {
     let harness = Harness::memory(Strategy::FillFirst).await;
-    let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("g", "access-1", "refresh-1", None))
-        .await
-        .unwrap();
+    let pool = grant_pool(&harness).await;
     let leases: Vec<_> = futures_select(&pool, 5).await;
     let mut joiners = Vec::new();
     for lease in leases {
@@ -221,10 +215,7 @@ async fn leases_of(
 fn report_all(
     pool: &credpool_pool_actor::PoolHandle,
     leases: Vec<credpool_pool_actor::Lease>,
-) -> Vec<(
-    tokio::time::Instant,
-    tokio::task::JoinHandle<Result<credpool_pool_actor::Lease, PoolError>>,
-)> {
+) -> Reporting {
     leases
         .into_iter()
         .map(|lease| {
@@ -239,6 +230,51 @@ fn report_all(
         .collect()
 }
 
+type Reporting = Vec<(
+    tokio::time::Instant,
+    tokio::task::JoinHandle<Result<credpool_pool_actor::Lease, PoolError>>,
+)>;
+
+/// An `xai-oauth` pool holding the grant `g` (access-1, refresh-1).
+async fn grant_pool(harness: &Harness) -> credpool_pool_actor::PoolHandle {
+    let pool = harness.pool("xai-oauth").await;
+    pool.add_entry(grant("g", "access-1", "refresh-1", None))
+        .await
+        .unwrap();
+    pool
+}
+
+/// `callers` callers of `g`'s token: the first reports it expired and starts a refresh that the
+/// fake refresher holds; the others report once it is in flight and wait on it.
+async fn waiting_on_a_refresh(
+    harness: &Harness,
+    pool: &credpool_pool_actor::PoolHandle,
+    callers: usize,
+) -> Reporting {
+    let mut leases = futures_select(pool, callers).await;
+    let mut reporting = report_all(pool, vec![leases.remove(0)]);
+    wait_for_pending_refresh(harness).await;
+    reporting.extend(report_all(pool, leases));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    reporting
+}
+
+/// Awaits every caller: each must end with what `expected` accepts, within a second (woken,
+/// not timed out).
+async fn all_end_soon(
+    reporting: Reporting,
+    expected: impl Fn(&Result<credpool_pool_actor::Lease, PoolError>) -> bool,
+) {
+    for (started, task) in reporting {
+        let answer = task.await.unwrap();
+        assert!(expected(&answer), "unexpected answer {answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "woken, not timed out"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_caller_joining_a_stuck_refresh_gives_up_within_the_call_timeout_and_the_late_rotation_is_still_stored()
  {
@@ -251,16 +287,9 @@ async fn a_caller_joining_a_stuck_refresh_gives_up_within_the_call_timeout_and_t
         },
     )
     .await;
-    let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("g", "access-1", "refresh-1", None))
-        .await
-        .unwrap();
-    let mut leases = futures_select(&pool, 3).await;
-    let first = report_all(&pool, vec![leases.remove(0)]);
-    wait_for_pending_refresh(&harness).await;
+    let pool = grant_pool(&harness).await;
     // Joined once the refresh is in flight (through the snapshot: no message, no timer).
-    let joiners = report_all(&pool, leases);
-    for (started, task) in first.into_iter().chain(joiners) {
+    for (started, task) in waiting_on_a_refresh(&harness, &pool, 3).await {
         let answer = task.await.unwrap();
         let waited = started.elapsed();
         assert!(
@@ -296,62 +325,33 @@ async fn a_caller_joining_a_stuck_refresh_gives_up_within_the_call_timeout_and_t
 #[tokio::test(start_paused = true)]
 async fn joiners_are_counted_and_woken_when_their_entry_is_removed() {
     let harness = Harness::memory(Strategy::FillFirst).await;
-    let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("g", "access-1", "refresh-1", None))
-        .await
-        .unwrap();
-    let mut leases = futures_select(&pool, 6).await;
-    let first = report_all(&pool, vec![leases.remove(0)]);
-    wait_for_pending_refresh(&harness).await;
-    let joiners = report_all(&pool, leases);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let pool = grant_pool(&harness).await;
+    let reporting = waiting_on_a_refresh(&harness, &pool, 6).await;
     assert_eq!(pool.stats().await.unwrap().joined_refreshes, 5);
     pool.remove_entry(Target::from("g")).await.unwrap();
-    for (started, task) in first.into_iter().chain(joiners) {
-        match task.await.unwrap() {
-            Err(PoolError::Exhausted { .. }) => {}
-            other => panic!("expected exhausted once the entry is gone, got {other:?}"),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "woken by the removal, not by a timeout"
-        );
-    }
+    all_end_soon(reporting, |answer| {
+        matches!(answer, Err(PoolError::Exhausted { .. }))
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stopped_pool_wakes_the_callers_waiting_on_its_refresh() {
     let harness = Harness::memory(Strategy::FillFirst).await;
-    let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("g", "access-1", "refresh-1", None))
-        .await
-        .unwrap();
-    let mut leases = futures_select(&pool, 4).await;
-    let first = report_all(&pool, vec![leases.remove(0)]);
-    wait_for_pending_refresh(&harness).await;
-    let joiners = report_all(&pool, leases);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let pool = grant_pool(&harness).await;
+    let reporting = waiting_on_a_refresh(&harness, &pool, 4).await;
     harness.registry.shutdown().await.unwrap();
-    for (started, task) in first.into_iter().chain(joiners) {
-        match task.await.unwrap() {
-            Err(PoolError::Stopped) => {}
-            other => panic!("expected stopped, got {other:?}"),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "woken by the stop, not by a timeout"
-        );
-    }
+    all_end_soon(reporting, |answer| {
+        matches!(answer, Err(PoolError::Stopped))
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn callers_of_one_expired_token_share_one_report_and_are_released_when_it_leads_to_no_refresh()
  {
     let harness = Harness::memory(Strategy::FillFirst).await;
-    let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("g", "access-1", "refresh-1", None))
-        .await
-        .unwrap();
+    let pool = grant_pool(&harness).await;
     pool.add_entry(api_key("k", "key-1")).await.unwrap();
 
     // Many callers report the same expired token at once: one report reaches the pool, the
@@ -380,13 +380,9 @@ async fn callers_of_one_expired_token_share_one_report_and_are_released_when_it_
     // once to the other entry — not left to time out.
     let (leases, others) = leases_of(&pool, "g", 3).await;
     drop(others);
-    for (started, caller) in report_all(&pool, leases) {
-        let lease = caller.await.unwrap().unwrap();
-        assert_eq!(lease.label(), "k");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "released, not timed out"
-        );
-    }
+    all_end_soon(report_all(&pool, leases), |answer| {
+        answer.as_ref().is_ok_and(|lease| lease.label() == "k")
+    })
+    .await;
     assert_eq!(harness.refresher.request_count(), 1, "no second refresh");
 }
