@@ -12,6 +12,15 @@ use credpool_core::{Classification, FailureKind, Outcome, Secret, Strategy};
 use credpool_pool_actor::{PoolError, RefreshFailure, RefreshResult, Target};
 use support::*;
 
+/// What the fake refresher answers for a successful refresh of `g`.
+fn rotated() -> RefreshResult {
+    RefreshResult::Rotated {
+        access: Secret::new("access-2"),
+        refresh: Some(Secret::new("refresh-2")),
+        expires_at: None,
+    }
+}
+
 fn auth_expired() -> Classification {
     Classification {
         status: Some(401),
@@ -123,22 +132,12 @@ async fn refresh_joiners_get_the_new_generation_and_stale_reports_the_current_on
     let mut leases: Vec<_> = futures_select(&pool, 20).await;
     let old = leases[0].generation();
     let kept = leases.pop().unwrap();
-    let mut joiners = Vec::new();
-    for lease in leases {
-        let pool = pool.clone();
-        joiners.push(tokio::spawn(async move {
-            pool.report_auth_failure(lease, auth_expired(), None).await
-        }));
-    }
+    let joiners = report_all(&pool, leases);
     wait_for_pending_refresh(&harness).await;
     // Let every report reach the pool before the refresh completes.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    harness.refresher.complete(RefreshResult::Rotated {
-        access: Secret::new("access-2"),
-        refresh: Some(Secret::new("refresh-2")),
-        expires_at: None,
-    });
-    for joiner in joiners {
+    harness.refresher.complete(rotated());
+    for (_, joiner) in joiners {
         let lease = joiner.await.unwrap().unwrap();
         assert!(lease.generation() > old);
         assert_eq!(lease.secret().expose(), "access-2");
@@ -165,13 +164,7 @@ async fn joiners_of_a_failed_refresh_are_answered_by_the_actor() {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = grant_pool(&harness).await;
     let leases: Vec<_> = futures_select(&pool, 5).await;
-    let mut joiners = Vec::new();
-    for lease in leases {
-        let pool = pool.clone();
-        joiners.push(tokio::spawn(async move {
-            pool.report_auth_failure(lease, auth_expired(), None).await
-        }));
-    }
+    let joiners = report_all(&pool, leases);
     wait_for_pending_refresh(&harness).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     harness
@@ -179,7 +172,7 @@ async fn joiners_of_a_failed_refresh_are_answered_by_the_actor() {
         .complete(RefreshResult::Failed(RefreshFailure::Terminal {
             code: "invalid_grant".to_owned(),
         }));
-    for joiner in joiners {
+    for (_, joiner) in joiners {
         match joiner.await.unwrap() {
             Err(PoolError::Exhausted { causes, .. }) => {
                 assert!(causes.contains_key("dead"), "{causes:?}");
@@ -302,11 +295,7 @@ async fn a_caller_joining_a_stuck_refresh_gives_up_within_the_call_timeout_and_t
         );
     }
     // The refresh itself goes on: its late result is committed, not lost.
-    harness.refresher.complete(RefreshResult::Rotated {
-        access: Secret::new("access-2"),
-        refresh: Some(Secret::new("refresh-2")),
-        expires_at: None,
-    });
+    harness.refresher.complete(rotated());
     let mut rotated = false;
     for _ in 0..100 {
         let lease = pool.select(None).await.unwrap();
@@ -361,11 +350,7 @@ async fn callers_of_one_expired_token_share_one_report_and_are_released_when_it_
     let reported = leases.len();
     let callers = report_all(&pool, leases);
     wait_for_pending_refresh(&harness).await;
-    harness.refresher.complete(RefreshResult::Rotated {
-        access: Secret::new("access-2"),
-        refresh: Some(Secret::new("refresh-2")),
-        expires_at: None,
-    });
+    harness.refresher.complete(rotated());
     for (_, caller) in callers {
         assert_eq!(caller.await.unwrap().unwrap().secret().expose(), "access-2");
     }
