@@ -184,6 +184,11 @@ fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u1
     })
 }
 
+/// The server's `/metrics` text.
+fn metrics(url: &str, token: &str) -> String {
+    http("GET", &format!("{url}/metrics"), Some(token), None).1
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|error| panic!("{error}: {text}"))
 }
@@ -505,12 +510,7 @@ fn seeded_entries_are_added_once_and_their_secrets_never_leave() {
     assert_eq!(snapshot["entries"].as_array().unwrap().len(), 2, "{text}");
     assert_eq!(snapshot["entries"][0]["source"], "env:SERVE_TEST_CANARY");
     assert_eq!(snapshot["entries"][0]["missing_secret"], false);
-    let (_, metrics) = http(
-        "GET",
-        &format!("{}/metrics", server.url),
-        Some(&token),
-        None,
-    );
+    let metrics = metrics(&server.url, &token);
     assert!(
         metrics.contains("credpool_entries{provider=\"openai\",status=\"ok\"} 2"),
         "{metrics}"
@@ -643,12 +643,7 @@ fn a_seeded_grant_is_refreshed_at_a_loopback_token_url_and_the_rotated_pair_wins
         server.log_text()
     );
     assert_eq!(fake.refreshes(), 1);
-    let (_, metrics) = http(
-        "GET",
-        &format!("{}/metrics", server.url),
-        Some(&token),
-        None,
-    );
+    let metrics = metrics(&server.url, &token);
     assert!(
         metrics.contains("credpool_token_exchanges_total{result=\"success\"} 1"),
         "{metrics}"
@@ -825,15 +820,7 @@ fn admin_round_trip_against_a_running_service() {
     assert!(stderr(&bad).contains("400"), "{}", stderr(&bad));
 
     // the events counted for /metrics: two added, one removed
-    let metrics = || {
-        http(
-            "GET",
-            &format!("{}/metrics", server.url),
-            Some(&setup.token()),
-            None,
-        )
-        .1
-    };
+    let metrics = || metrics(&server.url, &setup.token());
     assert!(
         eventually(STARTUP, || {
             let text = metrics();
@@ -850,13 +837,7 @@ fn admin_round_trip_against_a_running_service() {
         stdout(&online(&setup, &server, &["status"], &[])),
         stdout(&online(&setup, &server, &["status", "--json"], &[])),
         stdout(&online(&setup, &server, &["stats", "--json"], &[])),
-        http(
-            "GET",
-            &format!("{}/metrics", server.url),
-            Some(&setup.token()),
-            None,
-        )
-        .1,
+        metrics(),
     ];
     let (exit, log) = server.terminate();
     assert!(exit.success(), "{log}");
