@@ -48,15 +48,7 @@ async fn seed_scenario_through_the_middleware() {
 async fn the_middleware_rotates_keys_and_returns_the_real_last_response() {
     let world = World::start(StoreKind::Memory, quick()).await;
     let provider = openai();
-    world
-        .add_key(
-            &provider,
-            "key-a",
-            ApiKeyMode::RateLimited {
-                retry_after_secs: 0,
-            },
-        )
-        .await;
+    world.add_key(&provider, "key-a", throttled()).await;
     world.add_key(&provider, "key-b", ApiKeyMode::Ok).await;
     let http = client_with(PoolMiddleware::fixed(
         world.client.clone(),
@@ -121,15 +113,7 @@ async fn anthropic_keys_travel_as_x_api_key_and_auto_routes_by_host() {
 async fn a_streaming_body_is_sent_once_but_the_failure_is_still_reported() {
     let world = World::start(StoreKind::Memory, quick()).await;
     let provider = openai();
-    world
-        .add_key(
-            &provider,
-            "key-a",
-            ApiKeyMode::RateLimited {
-                retry_after_secs: 0,
-            },
-        )
-        .await;
+    world.add_key(&provider, "key-a", throttled()).await;
     world.add_key(&provider, "key-b", ApiKeyMode::Ok).await;
     let http = client_with(PoolMiddleware::fixed(
         world.client.clone(),

@@ -75,15 +75,7 @@ async fn seed_scenario_three_workers_share_one_refresh() {
 async fn api_keys_rotate_cool_and_a_budget_of_one_reaches_the_third_key() {
     let world = World::start(StoreKind::Memory, quick()).await;
     let provider = openai();
-    world
-        .add_key(
-            &provider,
-            "key-a",
-            ApiKeyMode::RateLimited {
-                retry_after_secs: 0,
-            },
-        )
-        .await;
+    world.add_key(&provider, "key-a", throttled()).await;
     world
         .add_key(&provider, "key-b", ApiKeyMode::Billing403)
         .await;
@@ -141,15 +133,7 @@ async fn a_sole_key_cools_for_sixty_seconds_and_the_real_429_comes_back() {
     world
         .add_key(&provider, "key-dead", ApiKeyMode::Invalid)
         .await;
-    world
-        .add_key(
-            &provider,
-            "key-busy",
-            ApiKeyMode::RateLimited {
-                retry_after_secs: 0,
-            },
-        )
-        .await;
+    world.add_key(&provider, "key-busy", throttled()).await;
 
     let http = world.http.clone();
     let error = world

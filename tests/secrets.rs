@@ -15,14 +15,7 @@ async fn no_secret_reaches_logs_or_errors() {
     let canary_a = "sk-canary-aaaaaaaaaaaaaaaa";
     let canary_b = "sk-canary-bbbbbbbbbbbbbbbb";
     world
-        .add_labelled_key(
-            &provider,
-            "a",
-            canary_a,
-            ApiKeyMode::RateLimited {
-                retry_after_secs: 0,
-            },
-        )
+        .add_labelled_key(&provider, "a", canary_a, throttled())
         .await;
     world
         .add_labelled_key(&provider, "b", canary_b, ApiKeyMode::Invalid)

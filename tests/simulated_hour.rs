@@ -116,15 +116,7 @@ async fn sixty_four_workers_over_a_simulated_hour() {
         .collect();
 
     driver.await.unwrap();
-    let (mut ok, mut typed) = (0, 0);
-    for worker in workers {
-        let (o, t) = tokio::time::timeout(Duration::from_secs(60), worker)
-            .await
-            .expect("every worker finishes")
-            .expect("no worker panics");
-        ok += o;
-        typed += t;
-    }
+    let (ok, typed) = tally(workers).await;
     let simulated = clock.now().since(started);
     assert!(simulated >= Duration::from_secs(3600), "{simulated:?}");
 

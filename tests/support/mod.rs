@@ -194,3 +194,25 @@ pub async fn chat_at(
         Err(RequestFailure::from_response(response).await)
     }
 }
+
+/// A key the fake answers with 429 and `Retry-After: 0` (throttled, free again at once).
+pub fn throttled() -> credpool_test_support::ApiKeyMode {
+    credpool_test_support::ApiKeyMode::RateLimited {
+        retry_after_secs: 0,
+    }
+}
+
+/// Awaits workers that each return (succeeded, typed errors) and sums them; every worker must
+/// finish within a minute and none may panic.
+pub async fn tally(workers: Vec<tokio::task::JoinHandle<(u64, u64)>>) -> (u64, u64) {
+    let (mut ok, mut typed) = (0, 0);
+    for worker in workers {
+        let (o, t) = tokio::time::timeout(Duration::from_secs(60), worker)
+            .await
+            .expect("every worker finishes")
+            .expect("no worker panics");
+        ok += o;
+        typed += t;
+    }
+    (ok, typed)
+}
