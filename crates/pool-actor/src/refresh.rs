@@ -108,6 +108,11 @@ pub trait RefreshSeam: Send + Sync + fmt::Debug + 'static {
     /// Notes an entry's current tokens (arms or re-arms its proactive timer).
     fn track(&self, update: TrackUpdate);
 
+    /// Asks for a retry after the usual backoff of a refresh the pool could not start (its
+    /// durable marker could not be written, so no token was sent); the retry arrives as
+    /// [`crate::PoolHandle::refresh_due`] for `generation`.
+    fn retry_later(&self, _provider: &ProviderId, _entry: EntryId, _generation: Generation) {}
+
     /// Gives the seam a handle on a pool it serves, so proactive timers can call
     /// [`crate::PoolHandle::refresh_due`]. Called when the pool (re)starts.
     fn attach(&self, _pool: crate::PoolHandle) {}

@@ -21,8 +21,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credpool_core::registry::{ProviderRegistry, RefreshSkew, TokenEndpointSpec};
-use credpool_core::{Clock, EntryId, Generation, ProviderId, Timestamp};
+use credpool_core::registry::{RefreshSkew, TokenEndpointSpec};
+use credpool_core::{Clock, EntryId, Generation, ProviderId};
 use credpool_pool_actor::{
     PoolHandle, RefreshCallback, RefreshFailure, RefreshRequest, RefreshResult, RefreshSeam,
     TrackUpdate,
@@ -31,78 +31,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tokio::task::JoinHandle;
 
+mod timers;
+
+use self::timers::{Key, Timer, Timers, Wake};
+pub use crate::config::RefresherConfig;
 use crate::endpoint::{
-    EndpointContext, HostRateLimit, HostRateLimiter, ProviderClient, RefreshError, TokenResponse,
+    EndpointContext, HostRateLimiter, ProviderClient, RefreshError, TokenResponse,
     build_http_client,
 };
-
-/// Settings of the refresher.
-#[derive(Debug, Clone)]
-pub struct RefresherConfig {
-    /// Providers and their token endpoints and skews.
-    pub providers: ProviderRegistry,
-    /// First wait after a transient failure.
-    pub backoff_initial: Duration,
-    /// Longest wait between retries.
-    pub backoff_max: Duration,
-    /// Jitter of proactive timers, as a fraction of the skew (0.10 = up to 10 %).
-    pub jitter_fraction: f64,
-    /// Timeout of one token-endpoint exchange.
-    pub http_timeout: Duration,
-    /// Token-endpoint requests admitted per host.
-    pub host_limit: HostRateLimit,
-    /// Allows `http://127.0.0.1` endpoints (tests and the demo's fake provider only).
-    pub allow_insecure_loopback: bool,
-}
-
-impl Default for RefresherConfig {
-    fn default() -> Self {
-        RefresherConfig {
-            providers: ProviderRegistry::builtin(),
-            backoff_initial: Duration::from_secs(10),
-            backoff_max: Duration::from_secs(300),
-            jitter_fraction: 0.10,
-            http_timeout: Duration::from_secs(20),
-            host_limit: HostRateLimit::default(),
-            allow_insecure_loopback: false,
-        }
-    }
-}
-
-/// When a proactive refresh is due: `expires_at − skew − jitter`, where the skew depends on
-/// the token's lifetime and `jitter_unit` in [0, 1] picks the jitter within
-/// `[0, jitter_fraction × skew]`.
-///
-/// The skew never exceeds half the token's lifetime when the lifetime is known: a 60-minute
-/// xAI token with the 3600 s skew would otherwise be due the moment it is issued, and every
-/// refresh would schedule the next one at once (a refresh loop).
-pub fn refresh_due_at(
-    expires_at: Timestamp,
-    obtained_at: Option<Timestamp>,
-    skew: &RefreshSkew,
-    jitter_fraction: f64,
-    jitter_unit: f64,
-) -> Timestamp {
-    let lifetime = obtained_at.map(|obtained| expires_at.since(obtained));
-    let skew = match lifetime {
-        Some(lifetime) => skew.for_lifetime(Some(lifetime)).min(lifetime / 2),
-        None => skew.for_lifetime(None),
-    };
-    let jitter = skew.mul_f64((jitter_fraction * jitter_unit.clamp(0.0, 1.0)).max(0.0));
-    expires_at.minus(skew).minus(jitter)
-}
-
-/// The wait before retry number `attempt` (1-based): `initial × 2^(attempt−1)` capped at
-/// `max`, then scaled by a jitter factor in [0.5, 1.0] so a fleet does not retry in lockstep.
-pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration, jitter_unit: f64) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(20);
-    let base = initial.saturating_mul(1u32 << exponent).min(max);
-    base.mul_f64(0.5 + 0.5 * jitter_unit.clamp(0.0, 1.0))
-}
-
-type Key = (ProviderId, EntryId);
+pub use crate::schedule::{backoff_delay, refresh_due_at};
+pub use crate::stats::RefresherStats;
 
 /// Messages of the refresher.
 enum RefresherMsg {
@@ -111,10 +50,15 @@ enum RefresherMsg {
         done: RefreshCallback,
     },
     Track(TrackUpdate),
+    RetryLater {
+        key: Key,
+        generation: Generation,
+    },
     Attach(PoolHandle),
     TimerFired {
         key: Key,
         generation: Generation,
+        wake: Wake,
     },
     Finished {
         key: Key,
@@ -132,68 +76,6 @@ enum RefresherMsg {
     },
 }
 
-/// Counters of a refresher.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct RefresherStats {
-    /// Token-endpoint exchanges started.
-    pub exchanges: u64,
-    /// Refresh requests that joined an exchange already in flight.
-    pub joined: u64,
-    /// Exchanges that rotated tokens.
-    pub succeeded: u64,
-    /// Exchanges that failed transiently (retried later).
-    pub failed_transient: u64,
-    /// Exchanges that failed terminally.
-    pub failed_terminal: u64,
-    /// Proactive timers that fired.
-    pub timers_fired: u64,
-    /// Proactive timers armed now.
-    pub timers_armed: u64,
-    /// Exchanges in flight now.
-    pub in_flight: u64,
-    /// Finished exchanges (any result) per latency bucket: index `i` counts exchanges that
-    /// took at most [`RefresherStats::LATENCY_BUCKETS_MS`]`[i]` and more than the bound
-    /// before; the last index counts the slower ones. Empty until the first exchange ends.
-    pub exchange_latency_buckets: Vec<u64>,
-    /// Finished exchanges measured in the latency histogram.
-    pub exchange_latency_count: u64,
-    /// Total time of the finished exchanges, in microseconds.
-    pub exchange_latency_sum_us: u64,
-}
-
-impl RefresherStats {
-    /// Upper bounds, in milliseconds, of the exchange latency buckets (the 20 s default
-    /// timeout is the last bound).
-    pub const LATENCY_BUCKETS_MS: [u64; 12] = [
-        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 20_000,
-    ];
-
-    /// Records one finished exchange in the latency histogram.
-    fn observe_exchange_latency(&mut self, elapsed: Duration) {
-        let buckets = Self::LATENCY_BUCKETS_MS.len() + 1;
-        if self.exchange_latency_buckets.len() != buckets {
-            self.exchange_latency_buckets.resize(buckets, 0);
-        }
-        let millis = elapsed.as_millis();
-        let index = Self::LATENCY_BUCKETS_MS
-            .iter()
-            .position(|bound| millis <= u128::from(*bound))
-            .unwrap_or(Self::LATENCY_BUCKETS_MS.len());
-        if let Some(count) = self.exchange_latency_buckets.get_mut(index) {
-            *count += 1;
-        }
-        self.exchange_latency_count += 1;
-        self.exchange_latency_sum_us = self
-            .exchange_latency_sum_us
-            .saturating_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
-    }
-}
-
-struct Timer {
-    generation: Generation,
-    handle: JoinHandle<()>,
-}
-
 struct RefresherState {
     config: RefresherConfig,
     clock: Arc<dyn Clock>,
@@ -201,7 +83,7 @@ struct RefresherState {
     myself: ActorRef<RefresherMsg>,
     clients: HashMap<(ProviderId, Option<String>, Option<String>), Arc<ProviderClient>>,
     in_flight: HashMap<Key, Vec<RefreshCallback>>,
-    timers: HashMap<Key, Timer>,
+    timers: Timers,
     pools: HashMap<ProviderId, PoolHandle>,
     /// Consecutive transient failures per entry, for the backoff.
     attempts: HashMap<Key, u32>,
@@ -313,6 +195,7 @@ impl RefresherState {
             Ok(response) => {
                 self.stats.succeeded += 1;
                 self.attempts.remove(&key);
+                self.timers.cancel(&key, Wake::Retry);
                 RefreshResult::Rotated {
                     access: response.access,
                     refresh: response.refresh,
@@ -325,6 +208,7 @@ impl RefresherState {
                     RefreshFailure::Terminal { .. } => {
                         self.stats.failed_terminal += 1;
                         self.attempts.remove(&key);
+                        self.timers.cancel(&key, Wake::Retry);
                     }
                     RefreshFailure::Transient { retry_after, .. } => {
                         self.stats.failed_transient += 1;
@@ -346,7 +230,7 @@ impl RefresherState {
                             %error,
                             "refresh failed transiently; retrying after backoff"
                         );
-                        self.arm(key.clone(), generation, wait);
+                        self.arm(key.clone(), generation, Wake::Retry, wait);
                     }
                 }
                 RefreshResult::Failed(failure)
@@ -362,9 +246,7 @@ impl RefresherState {
     /// the exchanges in flight have delivered their results.
     fn quiesce(&mut self, reply: ractor::RpcReplyPort<()>) {
         self.quiescing = true;
-        for (_, timer) in self.timers.drain() {
-            timer.handle.abort();
-        }
+        self.timers.cancel_all();
         self.quiesce_waiters.push(reply);
         self.answer_quiesce_if_idle();
     }
@@ -377,10 +259,8 @@ impl RefresherState {
         }
     }
 
-    fn arm(&mut self, key: Key, generation: Generation, wait: Duration) {
-        if let Some(old) = self.timers.remove(&key) {
-            old.handle.abort();
-        }
+    fn arm(&mut self, key: Key, generation: Generation, wake: Wake, wait: Duration) {
+        self.timers.cancel(&key, wake);
         if self.quiescing {
             return;
         }
@@ -391,29 +271,61 @@ impl RefresherState {
             let _ = myself.send_message(RefresherMsg::TimerFired {
                 key: timer_key,
                 generation,
+                wake,
             });
         });
-        self.timers.insert(key, Timer { generation, handle });
+        self.timers
+            .of(wake)
+            .insert(key, Timer { generation, handle });
+    }
+
+    /// A refresh the pool could not even start (its durable marker could not be written):
+    /// counted as a transient failure of this entry, retried after the same backoff.
+    fn retry_later(&mut self, key: Key, generation: Generation) {
+        self.stats.failed_transient += 1;
+        let attempt = self.attempts.entry(key.clone()).or_insert(0);
+        *attempt += 1;
+        let wait = backoff_delay(
+            *attempt,
+            self.config.backoff_initial,
+            self.config.backoff_max,
+            self.rng.random::<f64>(),
+        );
+        tracing::info!(
+            provider = %key.0,
+            entry = %key.1,
+            retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "refresh not started; retrying after backoff"
+        );
+        self.arm(key, generation, Wake::Retry, wait);
     }
 
     fn track(&mut self, update: TrackUpdate) {
         let key = (update.provider.clone(), update.entry);
         if update.forget {
-            if let Some(timer) = self.timers.remove(&key) {
-                timer.handle.abort();
-            }
+            self.timers.cancel(&key, Wake::Proactive);
+            self.timers.cancel(&key, Wake::Retry);
             self.attempts.remove(&key);
             return;
         }
+        // A retry armed for an older token is moot once a newer one exists.
+        if self
+            .timers
+            .retry
+            .get(&key)
+            .is_some_and(|timer| timer.generation < update.generation)
+        {
+            self.timers.cancel(&key, Wake::Retry);
+            self.attempts.remove(&key);
+        }
         let Some(expires_at) = update.expires_at else {
-            // Without an expiry the token is refreshed on demand only.
-            if let Some(timer) = self.timers.remove(&key) {
-                timer.handle.abort();
-            }
+            // Without an expiry the token is refreshed on demand only; a pending retry stays.
+            self.timers.cancel(&key, Wake::Proactive);
             return;
         };
         if self
             .timers
+            .proactive
             .get(&key)
             .is_some_and(|timer| timer.generation == update.generation)
         {
@@ -436,7 +348,7 @@ impl RefresherState {
         );
         let wait = due.since(self.clock.now());
         tracing::debug!(provider = %update.provider, entry = %update.entry, due = %due, "proactive refresh armed");
-        self.arm(key, update.generation, wait);
+        self.arm(key, update.generation, Wake::Proactive, wait);
     }
 }
 
@@ -481,7 +393,7 @@ impl Actor for RefresherActor {
             myself,
             clients: HashMap::new(),
             in_flight: HashMap::new(),
-            timers: HashMap::new(),
+            timers: Timers::default(),
             pools: HashMap::new(),
             attempts: HashMap::new(),
             stats: RefresherStats::default(),
@@ -496,9 +408,7 @@ impl Actor for RefresherActor {
         _myself: ActorRef<RefresherMsg>,
         state: &mut RefresherState,
     ) -> Result<(), ActorProcessingErr> {
-        for timer in state.timers.values() {
-            timer.handle.abort();
-        }
+        state.timers.cancel_all();
         Ok(())
     }
 
@@ -511,16 +421,16 @@ impl Actor for RefresherActor {
         match message {
             RefresherMsg::Refresh { request, done } => state.start(request, done),
             RefresherMsg::Track(update) => state.track(update),
+            RefresherMsg::RetryLater { key, generation } => state.retry_later(key, generation),
             RefresherMsg::Attach(pool) => {
                 state.pools.insert(pool.provider().clone(), pool);
             }
-            RefresherMsg::TimerFired { key, generation } => {
-                let current = state
-                    .timers
-                    .get(&key)
-                    .is_some_and(|timer| timer.generation == generation);
-                if current {
-                    state.timers.remove(&key);
+            RefresherMsg::TimerFired {
+                key,
+                generation,
+                wake,
+            } => {
+                if state.timers.take_fired(&key, generation, wake) {
                     state.stats.timers_fired += 1;
                     if let Some(pool) = state.pools.get(&key.0) {
                         pool.refresh_due(key.1, generation);
@@ -635,10 +545,14 @@ impl RefreshSeam for Refresher {
         let _ = self.actor.send_message(RefresherMsg::Track(update));
     }
 
+    fn retry_later(&self, provider: &ProviderId, entry: EntryId, generation: Generation) {
+        let _ = self.actor.send_message(RefresherMsg::RetryLater {
+            key: (provider.clone(), entry),
+            generation,
+        });
+    }
+
     fn attach(&self, pool: PoolHandle) {
         let _ = self.actor.send_message(RefresherMsg::Attach(pool));
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -11,7 +11,10 @@
 //! [`endpoint::RefreshError`], and never puts a token into an error or a log line.
 
 mod actor;
+mod config;
 pub mod endpoint;
+mod schedule;
+mod stats;
 
 pub use actor::{
     Refresher, RefresherConfig, RefresherError, RefresherStats, backoff_delay, refresh_due_at,

@@ -3,7 +3,7 @@ use std::time::Duration;
 use credpool_core::Timestamp;
 use credpool_core::registry::RefreshSkew;
 
-use super::{RefresherStats, backoff_delay, refresh_due_at};
+use super::{backoff_delay, refresh_due_at};
 
 const EXPIRES: Timestamp = Timestamp(1_800_000_000_000);
 
@@ -58,21 +58,4 @@ fn backoff_doubles_from_ten_seconds_to_five_minutes_with_jitter() {
         backoff_delay(100, initial, max, 0.0),
         Duration::from_secs(150)
     );
-}
-
-#[test]
-fn exchange_latency_lands_in_the_first_bucket_whose_bound_it_does_not_exceed() {
-    let mut stats = RefresherStats::default();
-    for millis in [0, 5, 6, 100, 20_000, 20_001, 90_000] {
-        stats.observe_exchange_latency(Duration::from_millis(millis));
-    }
-    let mut expected = vec![0; RefresherStats::LATENCY_BUCKETS_MS.len() + 1];
-    expected[0] = 2; // 0 and 5 ms (≤ 5)
-    expected[1] = 1; // 6 ms (≤ 10)
-    expected[4] = 1; // 100 ms (≤ 100)
-    expected[11] = 1; // 20 s (≤ 20 s)
-    expected[12] = 2; // slower than the last bound
-    assert_eq!(stats.exchange_latency_buckets, expected);
-    assert_eq!(stats.exchange_latency_count, 7);
-    assert_eq!(stats.exchange_latency_sum_us, 130_112_000);
 }
