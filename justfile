@@ -13,10 +13,10 @@ test:
     cargo test --workspace
 
 demo *ARGS:
-    cargo run --release -p credpool -- demo {{ARGS}}
+    cargo run --release -p credpool-cli -- demo {{ARGS}}
 
 bench *ARGS:
-    cargo run --release -p credpool -- bench {{ARGS}}
+    cargo run --release -p credpool-cli -- bench {{ARGS}}
 
 fuzz TARGET:
     cd fuzz && cargo +nightly fuzz run {{TARGET}} -- -max_total_time=60

@@ -3,6 +3,8 @@
 
 mod support;
 
+use credpool::StatusKind;
+use credpool::admin::Snapshot;
 use credpool::{ClientError, PoolMiddleware};
 use credpool_test_support::ApiKeyMode;
 use support::*;
@@ -37,8 +39,8 @@ async fn seed_scenario_through_the_middleware() {
     }
     assert_eq!(world.fake.token_requests(), 1, "exactly one refresh");
     assert_eq!(world.fake.reuse_detections(), 0);
-    let snapshot = world.admin.snapshot(&xai()).await.unwrap();
-    assert_eq!(snapshot.entries[0].status, "ok");
+    let snapshot = world.admin.run(&xai(), Snapshot).await.unwrap();
+    assert_eq!(snapshot.entries[0].status, StatusKind::Ok);
     assert_eq!(snapshot.entries[0].generation.0, 2);
     let stored = world.store.load_provider(&xai()).unwrap();
     assert_eq!(stored.entries[0].generation.0, 2);
@@ -127,13 +129,13 @@ async fn a_streaming_body_is_sent_once_but_the_failure_is_still_reported() {
         .await
         .unwrap();
     assert_eq!(response.status(), 429, "not cloneable: no retry");
-    let snapshot = world.admin.snapshot(&provider).await.unwrap();
+    let snapshot = world.admin.run(&provider, Snapshot).await.unwrap();
     let a = snapshot
         .entries
         .iter()
         .find(|e| e.label == "key-a")
         .unwrap();
-    assert_eq!(a.status, "cooling_down", "the pool still learned");
+    assert_eq!(a.status, StatusKind::CoolingDown, "the pool still learned");
     assert_eq!(world.fake.api_requests(), 1);
 }
 

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use credpool::StatusKind;
+use credpool::admin::Snapshot;
 use credpool::{ClientError, ProviderId, RequestFailure};
 use credpool::{Clock, SystemClock};
 use credpool_test_support::ApiKeyMode;
@@ -58,9 +60,9 @@ async fn seed_scenario_three_workers_share_one_refresh() {
     assert_eq!(world.fake.token_requests(), 1, "exactly one refresh");
     assert_eq!(world.fake.reuse_detections(), 0);
 
-    let snapshot = world.admin.snapshot(&xai()).await.unwrap();
+    let snapshot = world.admin.run(&xai(), Snapshot).await.unwrap();
     let entry = &snapshot.entries[0];
-    assert_eq!(entry.status, "ok", "nothing benched: {entry:?}");
+    assert_eq!(entry.status, StatusKind::Ok, "nothing benched: {entry:?}");
     assert_eq!(entry.generation.0, 2);
 
     // The refreshed pair is durable in the store, and it is the live one.
@@ -90,7 +92,7 @@ async fn api_keys_rotate_cool_and_a_budget_of_one_reaches_the_third_key() {
     assert!(body.contains("chatcmpl"));
     assert_eq!(world.fake.api_requests(), 3, "one attempt per key");
 
-    let snapshot = world.admin.snapshot(&provider).await.unwrap();
+    let snapshot = world.admin.run(&provider, Snapshot).await.unwrap();
     let by_label = |label: &str| {
         snapshot
             .entries
@@ -100,13 +102,13 @@ async fn api_keys_rotate_cool_and_a_budget_of_one_reaches_the_third_key() {
             .clone()
     };
     let a = by_label("key-a");
-    assert_eq!(a.status, "cooling_down");
+    assert_eq!(a.status, StatusKind::CoolingDown);
     assert_eq!(a.cooldown_cause.as_deref(), Some("rate_limited"));
     assert!(a.cooldown_remaining_s.unwrap() > 3000, "{a:?}");
     let b = by_label("key-b");
     assert_eq!(b.cooldown_cause.as_deref(), Some("billing"));
     assert!(b.cooldown_remaining_s.unwrap() > 3000, "{b:?}");
-    assert_eq!(by_label("key-c").status, "ok");
+    assert_eq!(by_label("key-c").status, StatusKind::Ok);
 
     // Key c goes bad: a 401 kills it, and with the others benched the pool is dry.
     world.fake.set_api_key_mode("key-c", ApiKeyMode::Invalid);
@@ -117,13 +119,13 @@ async fn api_keys_rotate_cool_and_a_budget_of_one_reaches_the_third_key() {
         .unwrap_err();
     assert!(matches!(error, ClientError::Exhausted { .. }), "{error:?}");
     assert_eq!(error.failure().unwrap().failure.status, Some(401));
-    let snapshot = world.admin.snapshot(&provider).await.unwrap();
+    let snapshot = world.admin.run(&provider, Snapshot).await.unwrap();
     let c = snapshot
         .entries
         .iter()
         .find(|e| e.label == "key-c")
         .unwrap();
-    assert_eq!(c.status, "dead", "{c:?}");
+    assert_eq!(c.status, StatusKind::Dead, "{c:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,9 +263,9 @@ async fn a_rejection_from_a_foreign_origin_blames_nobody() {
         1,
         "no rotation after a foreign rejection"
     );
-    let snapshot = world.admin.snapshot(&provider).await.unwrap();
+    let snapshot = world.admin.run(&provider, Snapshot).await.unwrap();
     assert!(
-        snapshot.entries.iter().all(|e| e.status == "ok"),
+        snapshot.entries.iter().all(|e| e.status == StatusKind::Ok),
         "{snapshot:?}"
     );
     assert!(
@@ -316,9 +318,9 @@ async fn transient_failures_retry_the_same_key_without_penalty() {
         .await
         .unwrap_err();
     assert!(matches!(error, ClientError::Request(_)), "{error:?}");
-    let snapshot = world.admin.snapshot(&provider).await.unwrap();
+    let snapshot = world.admin.run(&provider, Snapshot).await.unwrap();
     assert!(
-        snapshot.entries.iter().all(|e| e.status == "ok"),
+        snapshot.entries.iter().all(|e| e.status == StatusKind::Ok),
         "{snapshot:?}"
     );
 }
@@ -335,7 +337,10 @@ async fn report_auth_failure_classifies_and_hands_back_the_refreshed_token() {
         br#"{"code":"unauthenticated:bad-credentials","error":"Unauthenticated: bad credentials"}"#;
     let refreshed = world
         .client
-        .report_auth_failure(lease, 403, &[], body)
+        .report_failure(
+            lease,
+            credpool::RequestFailure::answer(403, Vec::new(), body.to_vec()),
+        )
         .await
         .unwrap();
     assert_eq!(refreshed.generation().0, 2);

@@ -6,6 +6,8 @@ mod support;
 
 use std::time::Duration;
 
+use credpool::StatusKind;
+use credpool::admin::{Refresh, Snapshot};
 use credpool::{Credpool, RecoveryConfig};
 use credpool_test_support::{TokenFault, eventually};
 use support::*;
@@ -23,7 +25,8 @@ async fn an_exchange_in_flight_at_shutdown_is_committed() {
     let worker = tokio::spawn(async move {
         let lease = client.acquire(&xai()).await.unwrap();
         let body = br#"{"code":"unauthenticated:bad-credentials","error":"bad credentials"}"#;
-        client.report_auth_failure(lease, 403, &[], body).await
+        let failure = credpool::RequestFailure::answer(403, Vec::new(), body.to_vec());
+        client.report_failure(lease, failure).await
     });
     let fake = &world.fake;
     assert!(
@@ -54,7 +57,7 @@ async fn an_exchange_in_flight_at_shutdown_is_committed() {
     assert_eq!(stored.entries[0].generation.0, 2, "the rotation was stored");
     let view = pool
         .admin()
-        .refresh(&xai(), credpool::Target("grant".to_owned()))
+        .run(&xai(), Refresh(credpool::Target("grant".to_owned())))
         .await
         .unwrap();
     let admin = pool.admin();
@@ -63,8 +66,9 @@ async fn an_exchange_in_flight_at_shutdown_is_committed() {
             || {
                 let admin = admin.clone();
                 async move {
-                    let snapshot = admin.snapshot(&xai()).await.unwrap();
-                    snapshot.entries[0].generation.0 > 2 || snapshot.entries[0].status == "dead"
+                    let snapshot = admin.run(&xai(), Snapshot).await.unwrap();
+                    snapshot.entries[0].generation.0 > 2
+                        || snapshot.entries[0].status == StatusKind::Dead
                 }
             },
             Duration::from_secs(10)
@@ -72,9 +76,10 @@ async fn an_exchange_in_flight_at_shutdown_is_committed() {
         .await,
         "{view:?}"
     );
-    let snapshot = pool.admin().snapshot(&xai()).await.unwrap();
+    let snapshot = pool.admin().run(&xai(), Snapshot).await.unwrap();
     assert_eq!(
-        snapshot.entries[0].status, "ok",
+        snapshot.entries[0].status,
+        StatusKind::Ok,
         "{:?}",
         snapshot.entries[0]
     );

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use credpool::StatusKind;
+use credpool::admin::{Snapshot, Stats};
 use credpool::{ClientError, Clock, ManualClock, RecoveryConfig, Timestamp};
 use credpool_test_support::{ApiKeyMode, TokenFault};
 use rand::Rng;
@@ -151,15 +153,15 @@ async fn sixty_four_workers_over_a_simulated_hour() {
         "a refresh token was spent twice"
     );
 
-    let grants = world.admin.snapshot(&xai()).await.unwrap();
+    let grants = world.admin.run(&xai(), Snapshot).await.unwrap();
     let grant_a = grants
         .entries
         .iter()
         .find(|e| e.label == "grant-a")
         .unwrap();
-    assert_ne!(grant_a.status, "dead", "{grant_a:?}");
+    assert_ne!(grant_a.status, StatusKind::Dead, "{grant_a:?}");
     for provider in [xai(), openai()] {
-        let stats = world.admin.stats(&provider).await.unwrap();
+        let stats = world.admin.run(&provider, Stats).await.unwrap();
         assert_eq!(stats.leases_held, 0, "every lease came back ({provider})");
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use credpool::StatusKind;
+use credpool::admin::{Reset, Snapshot, Stats};
 use credpool::{ClientError, RecoveryConfig, Target};
 use credpool_test_support::{ApiKeyMode, TokenFault};
 use rand::Rng;
@@ -84,11 +86,15 @@ async fn sixty_four_workers_under_random_faults_all_finish() {
                 if reset {
                     // Bring benched and dead entries back, as an admin would.
                     for provider in [openai(), xai()] {
-                        let snapshot = world.admin.snapshot(&provider).await.unwrap();
-                        for entry in snapshot.entries.iter().filter(|e| e.status != "ok") {
+                        let snapshot = world.admin.run(&provider, Snapshot).await.unwrap();
+                        for entry in snapshot
+                            .entries
+                            .iter()
+                            .filter(|e| e.status != StatusKind::Ok)
+                        {
                             let _ = world
                                 .admin
-                                .reset(&provider, Target(entry.id.to_string()))
+                                .run(&provider, Reset(Target(entry.id.to_string())))
                                 .await;
                         }
                     }
@@ -149,6 +155,6 @@ async fn sixty_four_workers_under_random_faults_all_finish() {
     for label in ["grant-a", "grant-b"] {
         assert!(!world.fake.is_revoked(label), "{label} was revoked");
     }
-    let stats = world.admin.stats(&openai()).await.unwrap();
+    let stats = world.admin.run(&openai(), Stats).await.unwrap();
     assert_eq!(stats.leases_held, 0, "every lease came back");
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use credpool::admin::Add;
 use credpool::{
     AdminClient, Clock, Credential, Credpool, NewEntry, PoolClient, PoolRegistry, ProviderId,
     ProviderRegistry, RecoveryConfig, Refresher, RefresherConfig, RequestFailure, Secret, Store,
@@ -52,7 +53,7 @@ pub enum StoreKind {
 /// The builtin providers with `xai-oauth`'s token endpoint at `token_url`.
 pub fn providers_with_token_url(token_url: String) -> ProviderRegistry {
     let mut providers = ProviderRegistry::builtin();
-    assert!(providers.set_token_url(&xai(), &token_url));
+    providers.set_token_url(&xai(), &token_url).unwrap();
     providers
 }
 
@@ -133,7 +134,10 @@ impl World {
             base_url: Some(self.fake.api_url()),
             ..oauth_entry(label, access, refresh, None)
         };
-        self.admin.add(&xai(), entry).await.expect("grant added");
+        self.admin
+            .run(&xai(), Add(entry))
+            .await
+            .expect("grant added");
     }
 
     /// Adds an API key to `provider`, registered with the fake in `mode`.
@@ -159,7 +163,10 @@ impl World {
             base_url: Some(self.fake.api_url()),
             ..api_key_entry(label, Secret::new(key))
         };
-        self.admin.add(provider, entry).await.expect("key added");
+        self.admin
+            .run(provider, Add(entry))
+            .await
+            .expect("key added");
     }
 }
 

@@ -2,63 +2,29 @@
 //! how they went, and run requests with recovery.
 //!
 //! **Invariants:**
-//! - Failures are classified here through `credpool_core::classify` only, once per failure,
-//!   and the pool is told the typed outcome; nothing downstream looks at status codes.
 //! - The client keeps no credential state of its own: the pool actor owns entries, statuses
 //!   and tokens; the client caches only handles.
-//! - The hot path (acquire, report a success) is one actor message each and no I/O.
+//! - The hot path is memory only: `acquire` reads the pool's published snapshot (a message
+//!   only when the snapshot cannot decide), and a success report gives the lease back and
+//!   counts the success in shared counters, without a message.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use credpool_core::registry::AuthHeader;
-use credpool_core::{
-    Classification, ClassifyInput, Clock, CooldownConfig, Outcome, ProviderId, ProviderRegistry,
-    SystemClock, classify,
-};
+use credpool_core::{Classification, Clock, Outcome, ProviderId, ProviderRegistry, SystemClock};
 use credpool_pool_actor::{Lease, PoolRegistry};
 
+use crate::context::{ClientContext, RecoveryConfig};
 use crate::credential::Credential;
 use crate::error::ClientError;
 use crate::failure::RequestFailure;
 use crate::handles::HandleCache;
 use crate::recovery::{Recovery, Step};
 
-/// How [`PoolClient::with_recovery`] and the middleware retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecoveryConfig {
-    /// Same-credential retries after a transient failure (5xx, timeout, overloaded). This is
-    /// the caller's retry budget: rotating to another credential never spends it.
-    pub transient_retries: u32,
-    /// The wait before the first transient retry; it doubles for each further one.
-    pub transient_backoff: Duration,
-    /// The ceiling on provider reset times when classifying (the pool clamps again).
-    pub reset_ceiling: Duration,
-}
-
-impl Default for RecoveryConfig {
-    fn default() -> Self {
-        RecoveryConfig {
-            transient_retries: 1,
-            transient_backoff: Duration::from_millis(500),
-            reset_ceiling: CooldownConfig::default().reset_ceiling,
-        }
-    }
-}
-
-struct Inner {
-    handles: HandleCache,
-    providers: ProviderRegistry,
-    config: RecoveryConfig,
-    /// Reset times in classifications are computed against this clock; tests inject theirs.
-    clock: Arc<dyn Clock>,
-}
-
 /// The credential client of one runtime: cheap to clone, shared by every worker.
 #[derive(Clone)]
 pub struct PoolClient {
-    inner: Arc<Inner>,
+    inner: Arc<ClientContext>,
 }
 
 impl std::fmt::Debug for PoolClient {
@@ -78,7 +44,7 @@ impl PoolClient {
         config: RecoveryConfig,
     ) -> Self {
         PoolClient {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ClientContext {
                 handles: HandleCache::new(registry),
                 providers,
                 config,
@@ -91,7 +57,7 @@ impl PoolClient {
     /// starts empty.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
         PoolClient {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ClientContext {
                 handles: HandleCache::new(self.inner.handles.registry().clone()),
                 providers: self.inner.providers.clone(),
                 config: self.inner.config.clone(),
@@ -115,24 +81,13 @@ impl PoolClient {
         self.inner.handles.registry()
     }
 
-    pub(crate) fn handles(&self) -> &HandleCache {
-        &self.inner.handles
+    pub(crate) fn context(&self) -> &Arc<ClientContext> {
+        &self.inner
     }
 
     /// Resolves the provider serving a URL's host (`https://api.x.ai/v1` → `xai-oauth`).
     pub fn provider_for_url(&self, url: &str) -> Result<ProviderId, ClientError> {
-        self.inner
-            .providers
-            .provider_for_url(url)
-            .ok_or_else(|| ClientError::NoProviderForUrl(url.to_owned()))
-    }
-
-    /// Returns how the provider's API keys travel (`Bearer` unless configured otherwise).
-    pub(crate) fn auth_header(&self, provider: &ProviderId) -> AuthHeader {
-        self.inner
-            .providers
-            .get(provider)
-            .map_or(AuthHeader::Bearer, |spec| spec.auth_header)
+        self.inner.provider_for_url(url)
     }
 
     /// Leases a credential of `provider`.
@@ -153,12 +108,13 @@ impl PoolClient {
     /// Returns the facts a request needs from a lease (secret, endpoint, header).
     pub fn credential(&self, lease: &Lease) -> Result<Credential, ClientError> {
         let provider = lease_provider(lease)?;
-        let auth_header = self.auth_header(&provider);
+        let auth_header = self.inner.auth_header(&provider);
         Ok(Credential::of(lease, &provider, auth_header))
     }
 
-    /// Reports how a request went and returns the lease; answers once any status change is
-    /// durable.
+    /// Reports a typed outcome and returns the lease; answers once any status change is
+    /// durable. For a provider's raw answer, [`PoolClient::report_failure`] classifies it and
+    /// also says what to retry with.
     pub async fn report(&self, lease: Lease, outcome: Outcome) -> Result<(), ClientError> {
         let provider = lease_provider(&lease)?;
         let handle = self.inner.handles.handle(&provider).await?;
@@ -169,75 +125,41 @@ impl PoolClient {
         result.map_err(ClientError::from)
     }
 
-    /// Reports a success without waiting (the hot path).
+    /// Reports a success and gives the lease back at once (no message, no wait): an
+    /// `acquire` right after it sees the entry free again.
     pub fn report_success(&self, lease: Lease) {
-        // Dropping the lease would only release it; a success report also counts it.
-        if let Some(provider) = lease.provider().cloned() {
-            let handles = &self.inner.handles;
-            let cached = handles.cached(&provider);
-            match cached {
-                Some(handle) => handle.report_success(lease),
-                None => drop(lease),
-            }
-        }
+        lease.succeeded();
     }
 
     /// Classifies a provider's answer to a request made with a `kind` credential of
-    /// `provider`.
+    /// `provider` (what [`PoolClient::report_failure`] does first).
     pub fn classify(
         &self,
         provider: &ProviderId,
         kind: credpool_core::CredentialKind,
         failure: &RequestFailure,
     ) -> Classification {
-        let input = ClassifyInput {
-            provider: Some(provider.as_str()),
-            entry_kind: Some(kind),
-            status: failure.status,
-            headers: &failure.headers,
-            body: &failure.body,
-        };
-        let mut classification = classify(
-            &input,
-            self.inner.clock.now(),
-            self.inner.config.reset_ceiling,
-        );
-        if classification.message.is_none() && failure.status.is_none() {
-            classification.message = failure.message.clone();
-        }
-        classification
+        self.inner.classify(provider, kind, failure)
     }
 
-    /// Classifies a rejection of `lease`'s credential and reports it as an auth failure;
-    /// returns what to retry with: the refreshed token, the current one (when the lease was
-    /// stale), or another entry.
-    pub async fn report_auth_failure(
+    /// Reports a failed request made with `lease` — the provider's raw answer, classified
+    /// here once — and returns the lease to retry with, as one step of
+    /// [`PoolClient::with_recovery`] would: the refreshed token after an expired one (or the
+    /// current token when another worker already refreshed it), another entry after a
+    /// rejected key, a throttle or a billing failure, the same credential after a transient
+    /// failure. A failure no credential fixes, a rejection from a foreign origin and an
+    /// exhausted pool are errors ([`ClientError::Request`], [`ClientError::ForeignOrigin`],
+    /// [`ClientError::Exhausted`]).
+    pub async fn report_failure(
         &self,
         lease: Lease,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
+        failure: RequestFailure,
     ) -> Result<Lease, ClientError> {
         let provider = lease_provider(&lease)?;
-        let failure = RequestFailure {
-            status: Some(status),
-            headers: headers.to_vec(),
-            body: bytes::Bytes::copy_from_slice(body),
-            origin: None,
-            message: None,
-        };
-        let classification = self.classify(&provider, lease.credential_kind(), &failure);
-        let handle = self.inner.handles.handle(&provider).await?;
-        match handle
-            .report_auth_failure(lease, classification, None)
-            .await
-        {
-            Err(credpool_pool_actor::PoolError::Stopped) => {
-                // The pool restarted from the store: the lease is gone; lease afresh.
-                self.inner.handles.forget(&provider);
-                self.acquire(&provider).await
-            }
-            other => other.map_err(ClientError::from),
+        let mut recovery = Recovery::for_lease(self.inner.clone(), &provider).await?;
+        match recovery.failed(lease, failure).await {
+            Step::Retry { lease, .. } => Ok(lease),
+            Step::Fail(error) => Err(error),
         }
     }
 
@@ -260,6 +182,7 @@ impl PoolClient {
     /// by N+1 for N entries (each entry once, plus one retry of an entry with a newer token);
     /// transient retries come on top. When the pool runs dry the error is
     /// [`ClientError::Exhausted`] carrying the last real rejection and `next_available_at`.
+    /// On success the lease is back in the pool when this returns.
     pub async fn with_recovery<T, F, Fut>(
         &self,
         provider: &ProviderId,
@@ -269,12 +192,12 @@ impl PoolClient {
         F: FnMut(Credential) -> Fut,
         Fut: Future<Output = Result<T, RequestFailure>>,
     {
-        let (mut recovery, mut lease) = Recovery::begin(self, provider).await?;
+        let (mut recovery, mut lease) = Recovery::begin(self.inner.clone(), provider).await?;
         loop {
             let credential = recovery.credential(&lease);
             match request(credential).await {
                 Ok(value) => {
-                    recovery.succeeded(lease);
+                    lease.succeeded();
                     return Ok(value);
                 }
                 Err(failure) => match recovery.failed(lease, failure).await {

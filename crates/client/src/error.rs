@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use credpool_core::{EntryId, ProviderId, Timestamp};
+use credpool_core::{EntryId, ProviderId, Timestamp, Unavailable};
 use credpool_pool_actor::PoolError;
 
 use crate::failure::FailedRequest;
@@ -23,8 +23,8 @@ pub enum ClientError {
         /// The earliest moment a credential becomes available again; `None` when none will on
         /// its own (all dead, or none configured).
         next_available_at: Option<Timestamp>,
-        /// How many entries are unavailable for each reason (`rate_limited`, `dead`, …).
-        causes: BTreeMap<String, usize>,
+        /// How many entries are unavailable for each reason.
+        causes: BTreeMap<Unavailable, usize>,
         /// The last rejection seen before the pool ran dry.
         last_failure: Option<Box<FailedRequest>>,
     },
@@ -50,6 +50,12 @@ pub enum ClientError {
     InvalidCredential {
         /// The entry whose secret is malformed.
         entry: EntryId,
+    },
+    /// An entry's secret could not be read from where it was said to be.
+    #[error("no secret in {place}")]
+    MissingSecret {
+        /// Where it was looked for (a variable or file name, never a value).
+        place: String,
     },
     /// Any other pool error (timeout, store failure, an admin target that does not match).
     #[error(transparent)]

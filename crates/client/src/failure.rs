@@ -52,6 +52,18 @@ impl RequestFailure {
         }
     }
 
+    /// Builds the failure of a request that got an HTTP answer from the lease's own endpoint
+    /// (no origin to compare: the caller vouches for it).
+    pub fn answer(status: u16, headers: Vec<(String, String)>, body: impl Into<Bytes>) -> Self {
+        RequestFailure {
+            status: Some(status),
+            headers,
+            body: body.into(),
+            origin: None,
+            message: None,
+        }
+    }
+
     /// Builds the failure of a request that got no answer (timeout, refused, reset).
     pub fn transport(message: impl Into<String>) -> Self {
         RequestFailure {

@@ -54,16 +54,6 @@ impl HandleCache {
         Ok(handle)
     }
 
-    /// Returns the cached handle of a provider when its actor is alive, without resolving.
-    pub(crate) fn cached(&self, provider: &ProviderId) -> Option<PoolHandle> {
-        self.handles
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(provider)
-            .filter(|handle| handle.is_alive())
-            .cloned()
-    }
-
     /// Drops a cached handle so the next call resolves the provider again.
     pub(crate) fn forget(&self, provider: &ProviderId) {
         self.handles

@@ -31,6 +31,7 @@
 //! use credpool_client::{AdminClient, PoolClient, RecoveryConfig, RequestFailure, api_key_entry};
 //! use credpool_core::{ProviderId, ProviderRegistry, Secret, SystemClock};
 //! use credpool_pool_actor::{NoRefresher, PoolRegistry, RegistryConfig};
+//! use credpool_pool_actor::admin::Ensure;
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,7 +40,7 @@
 //!     let openai = ProviderId::new("openai");
 //!     let admin = AdminClient::new(registry.clone());
 //!     for key in ["key-one", "key-two"] {
-//!         admin.add(&openai, api_key_entry(key, Secret::new(key))).await?;
+//!         admin.run(&openai, Ensure(api_key_entry(key, Secret::new(key)))).await?;
 //!     }
 //!     let client = PoolClient::new(registry, ProviderRegistry::builtin(), RecoveryConfig::default());
 //!     let workers = ["title", "compression", "vision"].map(|worker| {
@@ -58,24 +59,28 @@
 //! }
 //! ```
 
-mod admin;
+mod admin_client;
 mod client;
+mod context;
 mod credential;
+mod entries;
 mod error;
 mod failure;
 mod handles;
 mod middleware;
 mod recovery;
 
-pub use admin::{AdminClient, api_key_entry, oauth_entry};
-pub use client::{PoolClient, RecoveryConfig};
+pub use admin_client::AdminClient;
+pub use client::PoolClient;
+pub use context::RecoveryConfig;
 pub use credential::Credential;
+pub use entries::{api_key_entry, env_api_key_entry, oauth_entry, with_token_url};
 pub use error::ClientError;
 pub use failure::{FailedRequest, RequestFailure};
 pub use middleware::PoolMiddleware;
 
 pub use credpool_core::{Classification, Outcome, ProviderId, Timestamp};
 pub use credpool_pool_actor::{
-    EntryView, EventStream, Lease, NewEntry, PoolEvent, PoolSnapshot, PoolStats, ProviderSummary,
-    Target,
+    AdminOp, Ensured, EntryView, EventRecord, EventStream, Lease, NewEntry, PoolEvent,
+    PoolSnapshot, PoolStats, ProviderSummary, Target, admin,
 };

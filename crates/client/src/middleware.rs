@@ -74,7 +74,7 @@ impl Middleware for PoolMiddleware {
         let provider = self
             .provider_for(&request)
             .map_err(reqwest_middleware::Error::middleware)?;
-        let (mut recovery, mut lease) = Recovery::begin(&self.client, &provider)
+        let (mut recovery, mut lease) = Recovery::begin(self.client.context().clone(), &provider)
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let mut request = request;
@@ -87,7 +87,7 @@ impl Middleware for PoolMiddleware {
             request.headers_mut().insert(name, value);
             let (failure, transport_error) = match next.clone().run(request, extensions).await {
                 Ok(response) if !is_failure(&response) => {
-                    recovery.succeeded(lease);
+                    lease.succeeded();
                     return Ok(response);
                 }
                 Ok(response) => (RequestFailure::from_response(response).await, None),

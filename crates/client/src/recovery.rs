@@ -14,11 +14,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use credpool_core::registry::AuthHeader;
 use credpool_core::{EntryId, FailureKind, Generation, Outcome, ProviderId};
 use credpool_pool_actor::{Lease, PoolError, PoolHandle};
 
-use crate::client::PoolClient;
+use crate::context::ClientContext;
 use crate::credential::Credential;
 use crate::error::ClientError;
 use crate::failure::{FailedRequest, RequestFailure};
@@ -69,7 +71,7 @@ pub(crate) enum Step {
 
 /// One recovery loop: a request's attempts across credentials.
 pub(crate) struct Recovery {
-    client: PoolClient,
+    client: Arc<ClientContext>,
     provider: ProviderId,
     handle: PoolHandle,
     auth_header: AuthHeader,
@@ -83,21 +85,29 @@ pub(crate) struct Recovery {
 impl Recovery {
     /// Starts a loop: resolves the pool and leases the first credential.
     pub(crate) async fn begin(
-        client: &PoolClient,
+        client: Arc<ClientContext>,
         provider: &ProviderId,
     ) -> Result<(Recovery, Lease), ClientError> {
-        let handle = client.handles().handle(provider).await?;
-        let mut recovery = Recovery {
-            client: client.clone(),
+        let mut recovery = Recovery::for_lease(client, provider).await?;
+        let lease = recovery.select().await?;
+        Ok((recovery, lease))
+    }
+
+    /// Starts a loop for a lease the caller already holds (resolves the pool only).
+    pub(crate) async fn for_lease(
+        client: Arc<ClientContext>,
+        provider: &ProviderId,
+    ) -> Result<Recovery, ClientError> {
+        let handle = client.handles.handle(provider).await?;
+        Ok(Recovery {
+            auth_header: client.auth_header(provider),
+            client,
             provider: provider.clone(),
             handle,
-            auth_header: client.auth_header(provider),
             failed: HashMap::new(),
             regenerated_retry_used: false,
             transient_retries_used: 0,
-        };
-        let lease = recovery.select().await?;
-        Ok((recovery, lease))
+        })
     }
 
     /// Leases a credential, resolving the pool again once if it stopped.
@@ -113,19 +123,14 @@ impl Recovery {
 
     async fn reresolve(&mut self) -> Result<(), ClientError> {
         tracing::debug!(provider = %self.provider, "pool stopped; resolving it again");
-        self.client.handles().forget(&self.provider);
-        self.handle = self.client.handles().handle(&self.provider).await?;
+        self.client.handles.forget(&self.provider);
+        self.handle = self.client.handles.handle(&self.provider).await?;
         Ok(())
     }
 
     /// The facts of a lease for the request closure.
     pub(crate) fn credential(&self, lease: &Lease) -> Credential {
         Credential::of(lease, &self.provider, self.auth_header)
-    }
-
-    /// Reports a success (fire and forget).
-    pub(crate) fn succeeded(&self, lease: Lease) {
-        self.handle.report_success(lease);
     }
 
     /// Decides what to do after `failure` of a request made with `lease`.
@@ -163,10 +168,10 @@ impl Recovery {
                 Step::Fail(ClientError::Request(Box::new(failed)))
             }
             Action::RetrySame => {
-                if self.transient_retries_used < self.client.config().transient_retries {
+                if self.transient_retries_used < self.client.config.transient_retries {
                     let delay = self
                         .client
-                        .config()
+                        .config
                         .transient_backoff
                         .saturating_mul(1 << self.transient_retries_used.min(16));
                     self.transient_retries_used += 1;

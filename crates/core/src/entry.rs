@@ -119,7 +119,7 @@ impl SecretSource {
 }
 
 /// Why an entry cools down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CooldownCause {
     /// An auth failure that a refresh did not (or could not) fix.
@@ -192,13 +192,54 @@ pub enum Status {
     },
 }
 
-impl Status {
+/// What an entry's status amounts to at one moment, without its details: the form shown in
+/// views, metrics and tables. An expired cooldown is [`StatusKind::Ok`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusKind {
+    /// Usable.
+    Ok,
+    /// Benched until a deadline still ahead.
+    CoolingDown,
+    /// Terminal until re-authorised or reset.
+    Dead,
+}
+
+impl StatusKind {
     /// Returns the snake_case name (`ok`, `cooling_down`, `dead`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::Ok => "ok",
+            StatusKind::CoolingDown => "cooling_down",
+            StatusKind::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for StatusKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Status {
+    /// Returns the snake_case name of the stored status (`ok`, `cooling_down`, `dead`), an
+    /// expired cooldown included; [`Status::kind_at`] is what it amounts to.
     pub fn name(&self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::CoolingDown { .. } => "cooling_down",
             Status::Dead { .. } => "dead",
+        }
+    }
+
+    /// What the status amounts to at `now`: an expired cooldown is [`StatusKind::Ok`].
+    pub fn kind_at(&self, now: Timestamp) -> StatusKind {
+        match self {
+            Status::Ok => StatusKind::Ok,
+            Status::CoolingDown { until, .. } if *until <= now => StatusKind::Ok,
+            Status::CoolingDown { .. } => StatusKind::CoolingDown,
+            Status::Dead { .. } => StatusKind::Dead,
         }
     }
 
@@ -342,6 +383,23 @@ impl Entry {
         !self.source.is_borrowed()
             || (self.credential_kind() == CredentialKind::OAuth
                 && self.generation > Generation::FIRST)
+    }
+
+    /// The refresh token a refresh of this entry would spend: a live OAuth grant's non-empty
+    /// refresh token; `None` for API keys, dead entries and grants without one.
+    pub fn refresh_token(&self) -> Option<&Secret> {
+        if self.status.is_dead() {
+            return None;
+        }
+        self.oauth()
+            .and_then(|tokens| tokens.refresh.as_ref())
+            .filter(|refresh| !refresh.is_empty())
+    }
+
+    /// Tells whether this is a live grant that has a refresh token but no access token yet
+    /// (seeded from a refresh token alone): it is refreshed as soon as its pool starts.
+    pub fn needs_first_token(&self) -> bool {
+        self.refresh_token().is_some() && self.request_secret().is_empty()
     }
 
     /// Tells whether the entry can be handed out at `now` (for `model`, when given).

@@ -51,10 +51,34 @@ impl From<&str> for ProviderId {
     }
 }
 
-/// Identifies one entry inside its provider; shown as 12 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+/// Identifies one entry inside its provider.
+///
+/// It has one textual form everywhere — JSON answers, events, routes, tables and command-line
+/// arguments: 12 lowercase hex digits (`Display`, `FromStr` and serde all use it; JSON also
+/// accepts the bare number on input, for answers written by older builds).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntryId(pub u64);
+
+impl Serialize for EntryId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Number(u64),
+        }
+        match Form::deserialize(deserializer)? {
+            Form::Text(text) => text.parse().map_err(serde::de::Error::custom),
+            Form::Number(number) => Ok(EntryId(number)),
+        }
+    }
+}
 
 impl EntryId {
     /// Entry ids shown to users are 48 bits; the rest stays zero so the text form round-trips.
@@ -138,6 +162,16 @@ mod tests {
         assert_eq!(text.len(), 12);
         assert_eq!(text.parse::<EntryId>(), Ok(id));
         assert_eq!("xyz".parse::<EntryId>(), Err(ParseEntryIdError));
+        assert_eq!(
+            serde_json::to_string(&id).unwrap_or_default(),
+            format!("\"{text}\"")
+        );
+        let parsed: Result<EntryId, _> = serde_json::from_str(&format!("\"{text}\""));
+        assert_eq!(parsed.ok(), Some(id));
+        let legacy: Result<EntryId, _> = serde_json::from_str(&id.0.to_string());
+        assert_eq!(legacy.ok(), Some(id), "the bare number of older answers");
+        let bad: Result<EntryId, _> = serde_json::from_str("\"nothex\"");
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! **Invariant:** this crate performs no I/O, spawns nothing and reads no global clock except
 //! through [`SystemClock`]; every other crate builds on its types.
 
+pub mod availability;
 pub mod classify;
 pub mod clock;
 pub mod cooldown;
@@ -19,15 +20,16 @@ pub mod reset;
 pub mod secret;
 pub mod strategy;
 
+pub use availability::Unavailable;
 pub use classify::{ClassifyInput, classify};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use cooldown::{CooldownConfig, CooldownDecision, PoolShape, decide_cooldown};
 pub use entry::{
     ClientMetadata, CooldownCause, CredentialKind, DeadReason, Entry, EntryKind, LastError,
-    OAuthTokens, SecretSource, Status, Usage,
+    OAuthTokens, SecretSource, Status, StatusKind, Usage,
 };
 pub use ids::{EntryId, Generation, ProviderId};
 pub use outcome::{Class, Classification, FailureKind, Outcome, RateLimitScope, TransientCause};
-pub use registry::{ProviderRegistry, ProviderSpec, TokenEndpointSpec};
+pub use registry::{ProviderRegistry, ProviderSpec, RegistryError, TokenEndpointSpec};
 pub use secret::{Fingerprint, Secret};
 pub use strategy::{Candidate, LeaseCap, Strategy, StrategyState};

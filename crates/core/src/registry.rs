@@ -152,6 +152,21 @@ fn endpoint(urls: &[&str], client_id: Option<&str>) -> TokenEndpointSpec {
     }
 }
 
+/// Why a change of the provider registry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// No provider has that id.
+    #[error("unknown provider {0}")]
+    UnknownProvider(ProviderId),
+    /// The provider issues API keys: it has no token endpoint.
+    #[error("provider {0} has no token endpoint (it issues API keys)")]
+    NotOAuth(ProviderId),
+    /// The text is not a host or URL.
+    #[error("{0:?} is not a host name or URL")]
+    BadHost(String),
+}
+
 /// The set of known providers; built-ins plus what configuration adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderRegistry {
@@ -252,21 +267,41 @@ impl ProviderRegistry {
         self.providers.insert(spec.id.clone(), spec);
     }
 
-    /// Points an OAuth provider's token endpoint at `url` alone — no discovery, no domain
-    /// check — keeping its client id and body format (a loopback fake provider, a configured
-    /// override). Returns `false`, changing nothing, for an unknown or API-key provider.
-    pub fn set_token_url(&mut self, id: &ProviderId, url: &str) -> bool {
-        let Some(endpoint) = self
+    /// Points an OAuth provider's token endpoint at `url` alone — no discovery — keeping its
+    /// client id, body format and required domain (the refresher still sends a refresh token
+    /// only to a URL on that domain, or to loopback when tests allow it). An unknown or
+    /// API-key provider is an error and changes nothing.
+    pub fn set_token_url(&mut self, id: &ProviderId, url: &str) -> Result<(), RegistryError> {
+        let spec = self
             .providers
             .get_mut(id)
-            .and_then(|spec| spec.token_endpoint.as_mut())
-        else {
-            return false;
-        };
+            .ok_or_else(|| RegistryError::UnknownProvider(id.clone()))?;
+        let endpoint = spec
+            .token_endpoint
+            .as_mut()
+            .ok_or_else(|| RegistryError::NotOAuth(id.clone()))?;
         endpoint.urls = vec![url.to_owned()];
         endpoint.discovery_url = None;
-        endpoint.required_domain = None;
-        true
+        Ok(())
+    }
+
+    /// Makes `host` (and its subdomains) resolve to provider `id`, for
+    /// [`ProviderRegistry::provider_for_url`]. A `custom:<name>` provider not known yet is
+    /// added as an API-key provider; any other unknown provider is an error.
+    pub fn add_host(&mut self, id: &ProviderId, host: &str) -> Result<(), RegistryError> {
+        let host = host_of(host).ok_or_else(|| RegistryError::BadHost(host.to_owned()))?;
+        if !self.providers.contains_key(id) {
+            let spec = self
+                .get(id)
+                .ok_or_else(|| RegistryError::UnknownProvider(id.clone()))?;
+            self.insert(spec);
+        }
+        if let Some(spec) = self.providers.get_mut(id)
+            && !spec.hosts.contains(&host)
+        {
+            spec.hosts.push(host);
+        }
+        Ok(())
     }
 
     /// Returns a provider's spec. `custom:<name>` providers not configured explicitly get a
@@ -349,20 +384,60 @@ mod tests {
     }
 
     #[test]
-    fn a_token_url_override_replaces_discovery_and_keeps_the_client_id() {
+    fn a_token_url_override_replaces_discovery_and_keeps_the_client_id_and_domain() {
         let mut registry = ProviderRegistry::builtin();
         let xai = ProviderId::new("xai-oauth");
-        assert!(registry.set_token_url(&xai, "http://127.0.0.1:9/token"));
+        assert_eq!(
+            registry.set_token_url(&xai, "http://127.0.0.1:9/token"),
+            Ok(())
+        );
         let endpoint = registry.get(&xai).unwrap().token_endpoint.unwrap();
         assert_eq!(endpoint.urls, ["http://127.0.0.1:9/token"]);
         assert_eq!(endpoint.discovery_url, None);
-        assert_eq!(endpoint.required_domain, None);
+        assert_eq!(
+            endpoint.required_domain.as_deref(),
+            Some("x.ai"),
+            "the domain rule stays"
+        );
         assert_eq!(
             endpoint.client_id.as_deref(),
             Some("b1a00492-073a-47ea-816f-4c329264a828")
         );
-        assert!(!registry.set_token_url(&ProviderId::new("openai"), "http://x/"));
-        assert!(!registry.set_token_url(&ProviderId::new("nonesuch"), "http://x/"));
+        let openai = ProviderId::new("openai");
+        assert_eq!(
+            registry.set_token_url(&openai, "http://x/"),
+            Err(RegistryError::NotOAuth(openai))
+        );
+        let nonesuch = ProviderId::new("nonesuch");
+        assert_eq!(
+            registry.set_token_url(&nonesuch, "http://x/"),
+            Err(RegistryError::UnknownProvider(nonesuch))
+        );
+    }
+
+    #[test]
+    fn a_host_added_to_a_provider_resolves_to_it() {
+        let mut registry = ProviderRegistry::builtin();
+        let corp = ProviderId::new("custom:corp");
+        assert_eq!(
+            registry.add_host(&corp, "https://llm.corp.example/v1"),
+            Ok(())
+        );
+        assert_eq!(
+            registry.provider_for_url("https://eu.llm.corp.example/v1/chat"),
+            Some(corp.clone())
+        );
+        let openai = ProviderId::new("openai");
+        assert_eq!(registry.add_host(&openai, "gateway.example"), Ok(()));
+        assert_eq!(registry.provider_for_url("gateway.example"), Some(openai));
+        assert_eq!(
+            registry.add_host(&ProviderId::new("nonesuch"), "x.example"),
+            Err(RegistryError::UnknownProvider(ProviderId::new("nonesuch")))
+        );
+        assert!(matches!(
+            registry.add_host(&corp, "  "),
+            Err(RegistryError::BadHost(_))
+        ));
     }
 
     #[test]

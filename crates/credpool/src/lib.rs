@@ -19,6 +19,7 @@
 //! # Embedding
 //!
 //! ```
+//! use credpool::admin::Ensure;
 //! use credpool::{Credpool, ProviderId, RequestFailure, Secret, api_key_entry};
 //!
 //! #[tokio::main]
@@ -26,7 +27,8 @@
 //!     let pool = Credpool::builder().in_memory().start().await?;
 //!     let openai = ProviderId::new("openai");
 //!     for key in ["key-one", "key-two"] {
-//!         pool.admin().add(&openai, api_key_entry(key, Secret::new(key))).await?;
+//!         // `Ensure` adds the entry unless one with that label exists: a restart adds nothing.
+//!         pool.admin().run(&openai, Ensure(api_key_entry(key, Secret::new(key)))).await?;
 //!     }
 //!     let workers = ["title", "compression", "vision"].map(|worker| {
 //!         let (client, openai) = (pool.client(), openai.clone());
@@ -54,32 +56,39 @@ use std::time::Duration;
 use credpool_pool_actor::{RefreshCallback, RefreshRequest, RefreshSeam, TrackUpdate};
 
 pub use credpool_client::{
-    AdminClient, ClientError, Credential, EntryView, EventStream, FailedRequest, Lease, NewEntry,
-    PoolEvent, PoolMiddleware, PoolSnapshot, PoolStats, ProviderSummary, RecoveryConfig,
-    RequestFailure, Target, api_key_entry, oauth_entry,
+    AdminClient, AdminOp, ClientError, Credential, Ensured, EntryView, EventRecord, EventStream,
+    FailedRequest, Lease, NewEntry, PoolEvent, PoolMiddleware, PoolSnapshot, PoolStats,
+    ProviderSummary, RecoveryConfig, RequestFailure, Target, admin, api_key_entry,
+    env_api_key_entry, oauth_entry, with_token_url,
 };
 pub use credpool_client::{Classification, Outcome, PoolClient, Timestamp};
 pub use credpool_core::{
-    Clock, CooldownConfig, ManualClock, ProviderId, ProviderRegistry, ProviderSpec, Secret,
-    Strategy, SystemClock, TokenEndpointSpec,
+    ClientMetadata, Clock, CooldownConfig, CredentialKind, EntryId, EntryKind, FailureKind,
+    Generation, ManualClock, OAuthTokens, ProviderId, ProviderRegistry, ProviderSpec,
+    RegistryError, Secret, SecretSource, StatusKind, Strategy, SystemClock, TokenEndpointSpec,
+    Unavailable,
 };
 pub use credpool_pool_actor::{CapMode, PoolConfig, PoolError, PoolRegistry, RegistryConfig};
 pub use credpool_refresher::{Refresher, RefresherConfig, RefresherStats};
-pub use credpool_store::{MemoryStore, SledStore, Store, StoreError};
+pub use credpool_store::{MemoryStore, SledStore, Store, StoreError, StoreHealth};
 
 /// Errors starting or stopping a [`Credpool`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CredpoolError {
     /// The store could not be opened (locked by another process, unreadable, …).
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// The refresher could not start.
-    #[error("{0}")]
+    #[error(transparent)]
     Refresher(#[from] credpool_refresher::RefresherError),
     /// The pool registry could not start or stop cleanly.
-    #[error("{0}")]
+    #[error(transparent)]
     Pool(#[from] PoolError),
+    /// The builder was given something it cannot use (an unknown provider for a token URL or
+    /// a host).
+    #[error(transparent)]
+    Config(#[from] RegistryError),
 }
 
 enum StoreChoice {
@@ -98,6 +107,10 @@ pub struct Builder {
     pools: HashMap<ProviderId, PoolConfig>,
     start: Vec<ProviderId>,
     refresher: RefresherConfig,
+    /// Kept apart from `refresher` so that the order of the builder's calls never matters.
+    allow_insecure_loopback: Option<bool>,
+    token_urls: Vec<(ProviderId, String)>,
+    hosts: Vec<(String, ProviderId)>,
     recovery: RecoveryConfig,
     clock: Arc<dyn Clock>,
     refreshing: bool,
@@ -126,6 +139,9 @@ impl Default for Builder {
             pools: HashMap::new(),
             start: Vec::new(),
             refresher: RefresherConfig::default(),
+            allow_insecure_loopback: None,
+            token_urls: Vec::new(),
+            hosts: Vec::new(),
             recovery: RecoveryConfig::default(),
             clock: Arc::new(SystemClock),
             refreshing: true,
@@ -180,7 +196,8 @@ impl Builder {
     }
 
     /// The refresher's settings (backoff, timeouts, per-host budget). Its provider registry
-    /// is replaced by the builder's at `start`.
+    /// is replaced by the builder's at `start`, and [`Builder::allow_insecure_loopback`]
+    /// wins over its flag whichever is called first.
     pub fn refresher(mut self, config: RefresherConfig) -> Self {
         self.refresher = config;
         self
@@ -188,7 +205,49 @@ impl Builder {
 
     /// Allows `http://127.0.0.1` token endpoints (tests and the demo's fake provider).
     pub fn allow_insecure_loopback(mut self, allow: bool) -> Self {
-        self.refresher.allow_insecure_loopback = allow;
+        self.allow_insecure_loopback = Some(allow);
+        self
+    }
+
+    /// Refreshes the grants of OAuth provider `provider` at `url` alone (no discovery, no
+    /// domain check): a self-hosted or test token endpoint. An unknown or API-key provider
+    /// makes [`Builder::start`] fail with [`CredpoolError::Config`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), credpool::CredpoolError> {
+    /// let pool = credpool::Credpool::builder()
+    ///     .token_url("xai-oauth", "https://auth.internal.example/oauth2/token")
+    ///     .start()
+    ///     .await?;
+    /// # pool.shutdown().await
+    /// # }
+    /// ```
+    pub fn token_url(mut self, provider: &str, url: &str) -> Self {
+        self.token_urls
+            .push((ProviderId::new(provider), url.to_owned()));
+        self
+    }
+
+    /// Makes `host` (and its subdomains) resolve to `provider` for
+    /// [`PoolClient::acquire_for_url`] and [`PoolMiddleware::auto`]. A `custom:<name>`
+    /// provider not known yet is added as an API-key provider.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = credpool::Credpool::builder()
+    ///     .host("llm.corp.example", "custom:corp")
+    ///     .start()
+    ///     .await?;
+    /// let provider = pool.client().provider_for_url("https://llm.corp.example/v1")?;
+    /// assert_eq!(provider.as_str(), "custom:corp");
+    /// # pool.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn host(mut self, host: &str, provider: &str) -> Self {
+        self.hosts
+            .push((host.to_owned(), ProviderId::new(provider)));
         self
     }
 
@@ -219,7 +278,16 @@ impl Builder {
     /// # Errors
     /// The store cannot be opened (e.g. another process holds the data dir) or an actor
     /// fails to start.
-    pub async fn start(self) -> Result<Credpool, CredpoolError> {
+    pub async fn start(mut self) -> Result<Credpool, CredpoolError> {
+        for (provider, url) in &self.token_urls {
+            self.providers.set_token_url(provider, url)?;
+        }
+        for (host, provider) in &self.hosts {
+            self.providers.add_host(provider, host)?;
+        }
+        if let Some(allow) = self.allow_insecure_loopback {
+            self.refresher.allow_insecure_loopback = allow;
+        }
         // Opening sled reads and recovers its log: blocking work, off the async threads.
         let choice = self.store;
         let (store, resumed_from_store) = blocking(move || {

@@ -1,8 +1,12 @@
-//! Errors at the pool's boundary.
+//! Errors at the pool's boundary, and the reply port every request carries.
 
 use std::collections::BTreeMap;
 
-use credpool_core::{ProviderId, Timestamp};
+use credpool_core::{ProviderId, Timestamp, Unavailable};
+use ractor::RpcReplyPort;
+
+/// A reply port carrying a result: the last field of every request message.
+pub(crate) type Reply<T> = RpcReplyPort<Result<T, PoolError>>;
 
 /// What can go wrong asking a pool for something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,8 +20,8 @@ pub enum PoolError {
         provider: ProviderId,
         /// The earliest moment an entry becomes available again.
         next_available_at: Option<Timestamp>,
-        /// How many entries are unavailable for each reason (`rate_limited`, `dead`, …).
-        causes: BTreeMap<String, usize>,
+        /// How many entries are unavailable for each reason.
+        causes: BTreeMap<Unavailable, usize>,
     },
     /// The provider is not known.
     #[error("unknown provider {0}")]
@@ -28,6 +32,9 @@ pub enum PoolError {
     /// More than one entry has that label.
     #[error("ambiguous entry label {0:?}: use the id or the 1-based index")]
     AmbiguousTarget(String),
+    /// An entry with that label already exists in the pool (labels are unique per provider).
+    #[error("an entry labelled {0:?} already exists")]
+    LabelTaken(String),
     /// The request is malformed (empty label, bad position, …).
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -40,4 +47,21 @@ pub enum PoolError {
     /// The call did not complete in time.
     #[error("timed out waiting for the pool")]
     Timeout,
+}
+
+impl PoolError {
+    /// A stable, machine-readable name of the error (the `code` of API answers).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PoolError::Exhausted { .. } => "exhausted",
+            PoolError::UnknownProvider(_) => "unknown_provider",
+            PoolError::NoSuchEntry(_) => "no_such_entry",
+            PoolError::AmbiguousTarget(_) => "ambiguous_target",
+            PoolError::LabelTaken(_) => "label_taken",
+            PoolError::Invalid(_) => "invalid_request",
+            PoolError::Store(_) => "store_failed",
+            PoolError::Stopped => "stopped",
+            PoolError::Timeout => "timeout",
+        }
+    }
 }

@@ -10,17 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credpool_core::{
-    Classification, CredentialKind, EntryId, FailureKind, Generation, Outcome, ProviderId, Strategy,
+    Classification, CredentialKind, EntryId, FailureKind, Generation, Outcome, ProviderId,
 };
 use ractor::ActorRef;
 use tokio::sync::oneshot;
 
-use crate::error::PoolError;
+use crate::admin::AdminOp;
+use crate::error::{PoolError, Reply};
 use crate::events::EventStream;
-use crate::fast::{Claimed, JoinedRefresh, RefreshJoin, Shared};
+use crate::fast::{Claimed, Shared};
+use crate::join::{JoinedRefresh, RefreshJoin};
 use crate::lease::{Grant, Lease};
-use crate::messages::{AuthAnswer, NewEntry, PoolMsg, Reply, Target};
-use crate::view::{EntryView, PoolSnapshot, PoolStats};
+use crate::messages::{Answer, PoolMsg};
+use crate::view::EntryView;
 
 /// How `report_auth_failure` goes on once the snapshot has been consulted.
 enum AuthPath {
@@ -124,7 +126,8 @@ impl PoolHandle {
     /// Leases a credential, for `model` when given (per-model benches apply).
     ///
     /// Without a model, a fill-first pool with a soft cap answers from the snapshot its actor
-    /// published, without a message; anything else is asked of the actor.
+    /// published, without a message; anything else is asked of the actor. When the only
+    /// grants are waiting for their first token, it waits for that refresh.
     pub async fn select(&self, model: Option<&str>) -> Result<Lease, PoolError> {
         if model.is_none()
             && matches!(self.inner.actor.get_status(), ractor::ActorStatus::Running)
@@ -132,11 +135,37 @@ impl PoolHandle {
         {
             return Ok(self.lease(grant));
         }
-        let model = model.map(str::to_owned);
-        let grant = self
-            .ask(|reply| PoolMsg::Select { model, reply }, None)
-            .await?;
+        let grant = self.select_by_message(model).await?;
         Ok(self.lease(grant))
+    }
+
+    /// Asks the actor for a lease and follows its answer (a refresh to wait for first).
+    async fn select_by_message(&self, model: Option<&str>) -> Result<Grant, PoolError> {
+        let owned = model.map(str::to_owned);
+        let answer = self
+            .ask(
+                |reply| PoolMsg::Select {
+                    model: owned,
+                    reply,
+                },
+                None,
+            )
+            .await?;
+        self.follow(answer, model).await
+    }
+
+    /// Turns an answer into a grant: the lease itself, or the wait for a refresh and what
+    /// it produced.
+    async fn follow(&self, answer: Answer, model: Option<&str>) -> Result<Grant, PoolError> {
+        match answer {
+            Answer::Lease(grant) => Ok(grant),
+            Answer::AwaitRefresh {
+                entry,
+                reported,
+                position,
+                join,
+            } => Box::pin(self.after_refresh(entry, reported, position, &join, model)).await,
+        }
     }
 
     /// Returns the entry last handed out, if any.
@@ -150,12 +179,13 @@ impl PoolHandle {
 
     /// Force-refreshes the entry last handed out (or the first OAuth entry) and leases it.
     pub async fn try_refresh_current(&self) -> Result<Lease, PoolError> {
-        let grant = self
+        let answer = self
             .ask(
                 |reply| PoolMsg::TryRefreshCurrent { reply },
                 Some(self.inner.call_timeout),
             )
             .await?;
+        let grant = self.follow(answer, None).await?;
         Ok(self.lease(grant))
     }
 
@@ -182,7 +212,9 @@ impl PoolHandle {
                 position,
                 join,
             } => {
-                let grant = self.after_refresh(entry, reported, position, &join).await?;
+                let grant = self
+                    .after_refresh(entry, reported, position, &join, None)
+                    .await?;
                 Ok(self.lease(grant))
             }
             AuthPath::Message {
@@ -251,13 +283,13 @@ impl PoolHandle {
         claim: Option<Arc<RefreshJoin>>,
     ) -> Result<Lease, PoolError> {
         let ticket = lease.disarm();
-        let model = model.map(str::to_owned);
+        let owned = model.map(str::to_owned);
         let asked = self
             .ask(
                 |reply| PoolMsg::ReportAuthFailure {
                     ticket,
                     failure,
-                    model,
+                    model: owned,
                     claim: claim.clone(),
                     reply,
                 },
@@ -271,41 +303,35 @@ impl PoolHandle {
                 .drop_claims(ticket.entry, ticket.generation);
             claim.settle(None);
         }
-        let grant = match asked? {
-            AuthAnswer::Lease(grant) => grant,
-            AuthAnswer::AwaitRefresh {
-                entry,
-                reported,
-                position,
-                join,
-            } => self.after_refresh(entry, reported, position, &join).await?,
-        };
+        let grant = self.follow(asked?, model).await?;
         Ok(self.lease(grant))
     }
 
-    /// Waits for a joined refresh of `entry`, then leases what it produced (or the entry
-    /// from the published snapshot) if its generation moved past `reported`; else (the
-    /// refresh failed, the entry went away) asks the actor for any lease.
+    /// Waits for a refresh of `entry`, then leases what it produced (or the entry from the
+    /// published snapshot) if its generation moved past `reported`; else (the refresh
+    /// failed, the entry went away) — and always for a `model`, whose benches only the actor
+    /// knows — asks the actor for a lease.
     async fn after_refresh(
         &self,
         entry: EntryId,
         reported: Generation,
         position: usize,
         join: &RefreshJoin,
+        model: Option<&str>,
     ) -> Result<Grant, PoolError> {
         if join.wait().await == JoinedRefresh::Overdue {
             return Err(PoolError::Timeout);
         }
         let shared = &self.inner.shared;
-        match shared
-            .lease_refreshed(join, reported)
-            .or_else(|| shared.lease_newer(entry, reported, position))
-        {
+        let leased = match model {
+            Some(_) => None,
+            None => shared
+                .lease_refreshed(join, reported)
+                .or_else(|| shared.lease_newer(entry, reported, position)),
+        };
+        match leased {
             Some(grant) => Ok(grant),
-            None => {
-                self.ask(|reply| PoolMsg::Select { model: None, reply }, None)
-                    .await
-            }
+            None => self.select_by_message(model).await,
         }
     }
 
@@ -331,15 +357,10 @@ impl PoolHandle {
         .await
     }
 
-    /// Reports a success without waiting for an answer (the hot path).
+    /// Reports a success without a message or a wait (the hot path): see
+    /// [`Lease::succeeded`].
     pub fn report_success(&self, lease: Lease) {
-        let ticket = lease.disarm();
-        let _ = self.inner.actor.send_message(PoolMsg::ReportOutcome {
-            ticket,
-            outcome: Outcome::Success,
-            model: None,
-            reply: None,
-        });
+        lease.succeeded();
     }
 
     /// Tells the pool a proactive refresh of (entry, generation) is due. Used by refreshers.
@@ -350,97 +371,29 @@ impl PoolHandle {
             .send_message(PoolMsg::RefreshDue { entry, generation });
     }
 
-    /// Returns a redacted snapshot of the pool.
-    pub async fn snapshot(&self) -> Result<PoolSnapshot, PoolError> {
+    /// Runs one admin operation ([`crate::admin`]) and returns its answer; changes are
+    /// durable when it returns.
+    pub async fn admin<O: AdminOp>(&self, operation: O) -> Result<O::Reply, PoolError> {
         self.ask(
-            |reply| PoolMsg::Snapshot { reply },
+            |reply| PoolMsg::Admin(operation.into_msg(reply)),
             Some(self.inner.call_timeout),
         )
         .await
     }
 
-    /// Adds an entry; answers once it is durable.
-    pub async fn add_entry(&self, entry: NewEntry) -> Result<EntryView, PoolError> {
-        self.ask(
-            |reply| PoolMsg::AddEntry { entry, reply },
-            Some(self.inner.call_timeout),
-        )
-        .await
-    }
-
-    /// Removes an entry; answers once the removal is durable.
-    pub async fn remove_entry(&self, target: Target) -> Result<EntryView, PoolError> {
-        self.ask(
-            |reply| PoolMsg::RemoveEntry { target, reply },
-            Some(self.inner.call_timeout),
-        )
-        .await
-    }
-
-    /// Clears an entry's cooldown, model benches or death.
-    pub async fn reset_entry(&self, target: Target) -> Result<EntryView, PoolError> {
-        self.ask(
-            |reply| PoolMsg::ResetEntry { target, reply },
-            Some(self.inner.call_timeout),
-        )
-        .await
-    }
-
-    /// Starts a refresh of an OAuth entry now.
-    pub async fn refresh_entry(&self, target: Target) -> Result<EntryView, PoolError> {
-        self.ask(
-            |reply| PoolMsg::RefreshEntry { target, reply },
-            Some(self.inner.call_timeout),
-        )
-        .await
-    }
-
-    /// Moves an entry to a 1-based position in priority order.
-    pub async fn move_entry(
+    /// Subscribes to the pool's events with a buffer of `capacity` events; with `since`, the
+    /// events after that id still in the pool's history come first.
+    pub async fn subscribe(
         &self,
-        target: Target,
-        position: usize,
-    ) -> Result<EntryView, PoolError> {
-        self.ask(
-            |reply| PoolMsg::MoveEntry {
-                target,
-                position,
-                reply,
-            },
-            Some(self.inner.call_timeout),
-        )
-        .await
-    }
-
-    /// Sets the selection strategy.
-    pub async fn set_strategy(&self, strategy: Strategy) -> Result<(), PoolError> {
-        self.ask(
-            |reply| PoolMsg::SetStrategy { strategy, reply },
-            Some(self.inner.call_timeout),
-        )
-        .await
-    }
-
-    /// Returns the pool's counters.
-    pub async fn stats(&self) -> Result<PoolStats, PoolError> {
-        self.ask(
-            |reply| PoolMsg::Stats { reply },
-            Some(self.inner.call_timeout),
-        )
-        .await
-    }
-
-    /// Subscribes to the pool's events with a buffer of `capacity` events.
-    pub async fn subscribe(&self, capacity: usize) -> Result<EventStream, PoolError> {
-        let (sender, receiver) = oneshot::channel();
+        capacity: usize,
+        since: Option<u64>,
+    ) -> Result<EventStream, PoolError> {
+        let (subscription, stream) = EventStream::channel(capacity, since);
         self.inner
             .actor
-            .send_message(PoolMsg::Subscribe {
-                capacity,
-                reply: sender.into(),
-            })
+            .send_message(PoolMsg::Subscribe(subscription))
             .map_err(|_| PoolError::Stopped)?;
-        receiver.await.map_err(|_| PoolError::Stopped)
+        Ok(stream)
     }
 
     /// Writes behind pending counters and flushes the store.

@@ -2,30 +2,92 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
-use credpool_core::{CredentialKind, EntryId, Generation, ProviderId, Secret};
-use ractor::ActorRef;
+use credpool_core::{CredentialKind, EntryId, Generation, ProviderId, Secret, Timestamp};
 
-use crate::fast::Counters;
-use crate::messages::PoolMsg;
+/// Lease count and fast-path usage of one entry, shared by its slot, the snapshot and leases.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Leases held now.
+    leases: AtomicU32,
+    /// Selections made by the fast path since the actor last folded them in.
+    pub(crate) fast_selections: AtomicU64,
+    /// Wall time (ms) of the latest fast selection, 0 for none since the last fold.
+    pub(crate) fast_last_used: AtomicI64,
+    /// Successes reported without a message ([`Lease::succeeded`]) since the last fold.
+    successes: AtomicU64,
+}
+
+/// What leases did without the actor since it last looked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FastUsage {
+    /// Selections made by the fast path.
+    pub(crate) selections: u64,
+    /// The latest of them.
+    pub(crate) last_used: Option<Timestamp>,
+    /// Successes reported.
+    pub(crate) successes: u64,
+}
+
+impl Counters {
+    /// Leases held now.
+    pub(crate) fn leases(&self) -> u32 {
+        self.leases.load(Ordering::Relaxed)
+    }
+
+    /// Takes one lease (the actor's path; it decides caps itself).
+    pub(crate) fn acquire(&self) {
+        self.leases.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Gives one lease back; never below zero.
+    pub(crate) fn release(&self) {
+        let _ = self
+            .leases
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Takes one lease if fewer than `cap` are held.
+    pub(crate) fn try_acquire_under(&self, cap: u32) -> bool {
+        self.leases
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Takes what leases did without the actor since the last call; `None` when nothing.
+    pub(crate) fn take_fast_usage(&self) -> Option<FastUsage> {
+        let selections = self.fast_selections.swap(0, Ordering::AcqRel);
+        let last = self.fast_last_used.swap(0, Ordering::AcqRel);
+        let successes = self.successes.swap(0, Ordering::AcqRel);
+        (selections > 0 || successes > 0).then_some(FastUsage {
+            selections,
+            last_used: (selections > 0).then_some(Timestamp(last)),
+            successes,
+        })
+    }
+}
 
 /// What a lease needs of its pool once handed out: one per pool, shared by every entry's
 /// [`Leased`], so a lease holds no handle of its own (one reference count less to bump on
 /// every lease, on a line all tasks write).
 pub(crate) struct PoolLink {
     provider: ProviderId,
-    actor: ActorRef<PoolMsg>,
+    /// Tells the pool actor a lease came back (sends it a `Release`); a closure so that
+    /// leases need not know the actor's message type.
+    on_return: Box<dyn Fn() + Send + Sync>,
     /// Whether a returned lease must also tell the actor (strict caps park waiters there).
     notify_release: AtomicBool,
 }
 
 impl PoolLink {
-    /// The link of `provider`'s pool actor.
-    pub(crate) fn new(provider: ProviderId, actor: ActorRef<PoolMsg>) -> Self {
+    /// The link of `provider`'s pool actor; `on_return` tells the actor a lease came back.
+    pub(crate) fn new(provider: ProviderId, on_return: impl Fn() + Send + Sync + 'static) -> Self {
         PoolLink {
             provider,
-            actor,
+            on_return: Box::new(on_return),
             notify_release: AtomicBool::new(false),
         }
     }
@@ -39,7 +101,7 @@ impl PoolLink {
     /// has already given its count back).
     fn lease_returned(&self) {
         if self.notify_release.load(Ordering::Acquire) {
-            let _ = self.actor.send_message(PoolMsg::Release);
+            (self.on_return)();
         }
     }
 }
@@ -140,6 +202,18 @@ impl Lease {
     /// Returns the provider the lease came from.
     pub fn provider(&self) -> Option<&ProviderId> {
         Some(&self.grant.leased.link.provider)
+    }
+
+    /// Reports that the request made with this lease succeeded and gives it back at once:
+    /// the success is counted in the entry's shared counters (the pool folds them into its
+    /// usage and writes them behind), without a message to the pool.
+    pub fn succeeded(self) {
+        self.grant
+            .leased
+            .counters
+            .successes
+            .fetch_add(1, Ordering::Relaxed);
+        drop(self);
     }
 
     /// Detaches the lease from its pool without returning it (the pool takes it back itself,

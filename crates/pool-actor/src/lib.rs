@@ -19,11 +19,13 @@
 //! - Rotated tokens are committed and flushed before any lease carries them.
 //! - No secret reaches a log line, an error or a `Debug` output.
 
+pub mod admin;
 mod clock;
 mod error;
 mod events;
 mod fast;
 mod handle;
+mod join;
 mod lease;
 mod messages;
 mod pool;
@@ -31,12 +33,12 @@ mod refresh;
 mod registry;
 mod view;
 
+pub use admin::{AdminOp, Ensured, NewEntry, Target};
 pub use clock::TokioClock;
 pub use error::PoolError;
-pub use events::{EventStream, PoolEvent};
+pub use events::{EVENT_HISTORY, EventRecord, EventStream, PoolEvent};
 pub use handle::PoolHandle;
 pub use lease::{Lease, LeaseTicket};
-pub use messages::{NewEntry, Target};
 pub use pool::{CapMode, PoolConfig};
 pub use refresh::{
     NoRefresher, RefreshCallback, RefreshFailure, RefreshRequest, RefreshResult, RefreshSeam,

@@ -1,74 +1,33 @@
-//! The message enums of the pool actor and the registry.
+//! The pool actor's message enum and its answers.
 //!
 //! One enum per actor; request variants end with `reply`. These types stay inside the crate:
-//! callers use [`crate::PoolHandle`] and [`crate::PoolRegistry`].
+//! callers use [`crate::PoolHandle`]. Admin requests travel as one variant
+//! ([`crate::admin::AdminMsg`]); the registry's messages live beside it in `registry.rs`.
 
-use std::fmt;
 use std::sync::Arc;
 
-use credpool_core::{Classification, EntryKind, Outcome, ProviderId, SecretSource, Strategy};
-use ractor::{ActorRef, RpcReplyPort};
+use credpool_core::{Classification, EntryId, Generation, Outcome};
 
-use crate::error::PoolError;
-use crate::events::EventStream;
-use crate::fast::Shared;
+use crate::admin::AdminMsg;
+use crate::error::Reply;
+use crate::events::Subscription;
+use crate::join::RefreshJoin;
 use crate::lease::{Grant, LeaseTicket};
 use crate::refresh::RefreshResult;
-use crate::view::{EntryView, PoolSnapshot, PoolStats, ProviderSummary};
-use credpool_core::{EntryId, Generation};
-
-/// A reply port carrying a result.
-pub(crate) type Reply<T> = RpcReplyPort<Result<T, PoolError>>;
-
-/// How an admin names an entry: its id, its label (case-insensitive, must be unique), or its
-/// 1-based position in priority order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target(pub String);
-
-impl From<&str> for Target {
-    fn from(text: &str) -> Self {
-        Target(text.to_owned())
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An entry to add.
-#[derive(Debug, Clone)]
-pub struct NewEntry {
-    /// Its label; must not be empty.
-    pub label: String,
-    /// The credential.
-    pub kind: EntryKind,
-    /// Where it came from.
-    pub source: SecretSource,
-    /// Its priority; `None` puts it last.
-    pub priority: Option<u32>,
-    /// The endpoint it is bound to; `None` uses the provider's default.
-    pub base_url: Option<String>,
-    /// Weight for `weighted_random`.
-    pub weight: Option<u32>,
-}
+use crate::view::EntryView;
 
 /// Messages of a `PoolActor`.
 pub(crate) enum PoolMsg {
-    /// Hands out a lease for `model` (or any model).
+    /// Hands out a lease for `model` (or any model), or says which refresh to wait for.
     Select {
         model: Option<String>,
-        reply: Reply<Grant>,
+        reply: Reply<Answer>,
     },
     /// Returns the entry last handed out.
-    Current {
-        reply: Reply<Option<EntryView>>,
-    },
-    /// Force-refreshes the entry last handed out and leases it.
-    TryRefreshCurrent {
-        reply: Reply<Grant>,
-    },
+    Current { reply: Reply<Option<EntryView>> },
+    /// Force-refreshes the entry last handed out (or the first live grant) and says which
+    /// refresh to wait for.
+    TryRefreshCurrent { reply: Reply<Answer> },
     /// Reports that a lease's credential was rejected; answers with what to retry with.
     ReportAuthFailure {
         ticket: LeaseTicket,
@@ -76,8 +35,8 @@ pub(crate) enum PoolMsg {
         model: Option<String>,
         /// The join other callers of the same expired token wait on (see
         /// `Shared::claim_refresh`): the actor settles it with whatever it decides.
-        claim: Option<std::sync::Arc<crate::fast::RefreshJoin>>,
-        reply: Reply<AuthAnswer>,
+        claim: Option<Arc<RefreshJoin>>,
+        reply: Reply<Answer>,
     },
     /// Reports any other outcome; the lease is returned. Acknowledged once durable.
     ReportOutcome {
@@ -94,65 +53,29 @@ pub(crate) enum PoolMsg {
         generation: Generation,
         result: RefreshResult,
     },
-    /// The refresher's proactive timer fired for (entry, generation).
+    /// The refresher's timer fired for (entry, generation): proactive, or a backoff retry.
     RefreshDue {
         entry: EntryId,
         generation: Generation,
     },
     /// A strict-cap waiter's time is up.
-    WaiterTimeout {
-        waiter: u64,
-    },
-    /// Writes behind the counters and cursor.
+    WaiterTimeout { waiter: u64 },
+    /// Writes behind the counters and cursor, and retries commits the store refused.
     WriteBehind,
-    // ---- admin ----
-    Snapshot {
-        reply: Reply<PoolSnapshot>,
-    },
-    AddEntry {
-        entry: NewEntry,
-        reply: Reply<EntryView>,
-    },
-    RemoveEntry {
-        target: Target,
-        reply: Reply<EntryView>,
-    },
-    ResetEntry {
-        target: Target,
-        reply: Reply<EntryView>,
-    },
-    RefreshEntry {
-        target: Target,
-        reply: Reply<EntryView>,
-    },
-    MoveEntry {
-        target: Target,
-        position: usize,
-        reply: Reply<EntryView>,
-    },
-    SetStrategy {
-        strategy: Strategy,
-        reply: Reply<()>,
-    },
-    Stats {
-        reply: Reply<PoolStats>,
-    },
-    Subscribe {
-        capacity: usize,
-        reply: RpcReplyPort<EventStream>,
-    },
+    /// An admin operation.
+    Admin(AdminMsg),
+    /// Adds a subscriber to the pool's events.
+    Subscribe(Subscription),
     /// Flushes write-behind state and the store (shutdown, tests).
-    Flush {
-        reply: Reply<()>,
-    },
+    Flush { reply: Reply<()> },
     /// Fails the actor as a bug would (tests of the supervisor's restart policy).
     Crash,
 }
 
-/// The pool's answer to an auth failure.
+/// What the pool answers a caller that needs a lease.
 #[derive(Debug)]
-pub(crate) enum AuthAnswer {
-    /// What to retry with.
+pub(crate) enum Answer {
+    /// The lease to use.
     Lease(Grant),
     /// A refresh of `entry` is in flight: wait on `join` (see `RefreshJoin::wait`), then
     /// lease what it produced if its generation moved past `reported`, or ask the actor for
@@ -162,19 +85,6 @@ pub(crate) enum AuthAnswer {
         reported: Generation,
         /// The entry's position when the answer was sent (a lookup hint).
         position: usize,
-        join: std::sync::Arc<crate::fast::RefreshJoin>,
+        join: Arc<RefreshJoin>,
     },
-}
-
-/// Messages of the registry.
-pub(crate) enum RegistryMsg {
-    /// Returns (spawning if needed) the pool actor of a provider.
-    GetPool {
-        provider: ProviderId,
-        reply: Reply<(ActorRef<PoolMsg>, Arc<Shared>)>,
-    },
-    /// Lists the running pools.
-    ListProviders { reply: Reply<Vec<ProviderSummary>> },
-    /// Kills every pool and the registry without flushing (crash tests).
-    Abort,
 }

@@ -20,13 +20,30 @@ use credpool_store::Store;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 
-use crate::error::PoolError;
+use crate::admin::Snapshot;
+use crate::error::{PoolError, Reply};
+use crate::events::{EventStream, Subscription};
 use crate::fast::Shared;
 use crate::handle::PoolHandle;
-use crate::messages::{RegistryMsg, Reply};
+use crate::messages::PoolMsg;
 use crate::pool::{PoolActor, PoolArgs, PoolConfig};
 use crate::refresh::RefreshSeam;
 use crate::view::ProviderSummary;
+
+/// Messages of the registry.
+enum RegistryMsg {
+    /// Returns (spawning if needed) the pool actor of a provider.
+    GetPool {
+        provider: ProviderId,
+        reply: Reply<(ActorRef<PoolMsg>, Arc<Shared>)>,
+    },
+    /// Lists the running pools.
+    ListProviders { reply: Reply<Vec<ProviderSummary>> },
+    /// Subscribes to the events of every pool, now and started later.
+    SubscribeAll(Subscription),
+    /// Kills every pool and the registry without flushing (crash tests).
+    Abort,
+}
 
 /// Settings of a registry.
 #[derive(Debug, Clone)]
@@ -69,7 +86,7 @@ struct RegistryArgs {
 const POOL_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct RunningPool {
-    actor: ActorRef<crate::messages::PoolMsg>,
+    actor: ActorRef<PoolMsg>,
     /// The fast path of this actor's run (a restarted actor gets a new one).
     shared: Arc<Shared>,
     restarts: VecDeque<Timestamp>,
@@ -77,6 +94,8 @@ struct RunningPool {
 
 struct RegistryState {
     args: RegistryArgs,
+    /// Subscribers to every pool: each pool started from now on gets them too.
+    all_subscribers: Vec<Subscription>,
     pools: HashMap<ProviderId, RunningPool>,
     by_actor: HashMap<ActorId, ProviderId>,
     /// Providers that failed too often; they stay down.
@@ -100,7 +119,7 @@ impl RegistryState {
         myself: &ActorRef<RegistryMsg>,
         provider: &ProviderId,
         restarts: VecDeque<Timestamp>,
-    ) -> Result<(ActorRef<crate::messages::PoolMsg>, Arc<Shared>), PoolError> {
+    ) -> Result<(ActorRef<PoolMsg>, Arc<Shared>), PoolError> {
         let Some(spec) = self.args.config.providers.get(provider) else {
             return Err(PoolError::UnknownProvider(provider.clone()));
         };
@@ -120,6 +139,15 @@ impl RegistryState {
                 tracing::error!(provider = %provider, %error, "pool failed to start");
                 PoolError::Store(format!("pool for {provider} failed to start: {error}"))
             })?;
+        self.all_subscribers
+            .retain(|subscription| !subscription.sender.is_closed());
+        for subscription in &self.all_subscribers {
+            // A pool started after the subscription: everything it records is new.
+            let _ = actor.send_message(PoolMsg::Subscribe(Subscription {
+                sender: subscription.sender.clone(),
+                since: None,
+            }));
+        }
         self.by_actor.insert(actor.get_id(), provider.clone());
         self.pools.insert(
             provider.clone(),
@@ -136,7 +164,7 @@ impl RegistryState {
         &mut self,
         myself: &ActorRef<RegistryMsg>,
         provider: &ProviderId,
-    ) -> Result<(ActorRef<crate::messages::PoolMsg>, Arc<Shared>), PoolError> {
+    ) -> Result<(ActorRef<PoolMsg>, Arc<Shared>), PoolError> {
         if let Some(running) = self.pools.get(provider) {
             return Ok((running.actor.clone(), Arc::clone(&running.shared)));
         }
@@ -164,6 +192,7 @@ impl Actor for RegistryActor {
             .map_err(|error| format!("store task failed: {error}"))??;
         let mut state = RegistryState {
             args,
+            all_subscribers: Vec::new(),
             pools: HashMap::new(),
             by_actor: HashMap::new(),
             given_up: HashMap::new(),
@@ -199,6 +228,14 @@ impl Actor for RegistryActor {
                 let result = state.get_pool(&myself, &provider).await;
                 let _ = reply.send(result);
             }
+            RegistryMsg::SubscribeAll(subscription) => {
+                for running in state.pools.values() {
+                    let _ = running
+                        .actor
+                        .send_message(PoolMsg::Subscribe(subscription.clone()));
+                }
+                state.all_subscribers.push(subscription);
+            }
             RegistryMsg::Abort => {
                 for running in state.pools.values() {
                     running.actor.kill();
@@ -226,16 +263,9 @@ impl Actor for RegistryActor {
                 tokio::spawn(async move {
                     let mut summaries = Vec::new();
                     for (provider, handle) in pools {
-                        if let Ok(snapshot) = handle.snapshot().await {
-                            let available = snapshot
-                                .entries
-                                .iter()
-                                .filter(|e| {
-                                    e.status != "dead"
-                                        && e.cooldown_remaining_s.is_none()
-                                        && !e.missing_secret
-                                })
-                                .count();
+                        if let Ok(snapshot) = handle.admin(Snapshot).await {
+                            let available =
+                                snapshot.entries.iter().filter(|e| e.is_available()).count();
                             summaries.push(ProviderSummary {
                                 provider,
                                 entries: snapshot.entries.len(),
@@ -383,6 +413,21 @@ impl PoolRegistry {
         self.ask(|reply| RegistryMsg::ListProviders { reply }).await
     }
 
+    /// Subscribes to the events of every pool — those running now and those started later —
+    /// with a buffer of `capacity` events; with `since`, what each running pool's history
+    /// holds after that id comes first.
+    pub async fn subscribe_all(
+        &self,
+        capacity: usize,
+        since: Option<u64>,
+    ) -> Result<EventStream, PoolError> {
+        let (subscription, stream) = EventStream::channel(capacity, since);
+        self.actor
+            .send_message(RegistryMsg::SubscribeAll(subscription))
+            .map_err(|_| PoolError::Stopped)?;
+        Ok(stream)
+    }
+
     /// Flushes every running pool and stops the tree.
     pub async fn shutdown(&self) -> Result<(), PoolError> {
         let summaries = self.list_providers().await.unwrap_or_default();
@@ -416,7 +461,7 @@ impl PoolRegistry {
     pub async fn crash_pool_for_test(&self, provider: &ProviderId) -> Result<(), PoolError> {
         let pool = self.pool(provider).await?;
         pool.actor()
-            .send_message(crate::messages::PoolMsg::Crash)
+            .send_message(PoolMsg::Crash)
             .map_err(|_| PoolError::Stopped)
     }
 }

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use credpool_core::entry::LastError;
 use credpool_core::{
-    CredentialKind, Entry, EntryId, Fingerprint, Generation, ProviderId, Status, Strategy,
-    Timestamp, Usage,
+    CredentialKind, Entry, EntryId, Fingerprint, Generation, ProviderId, Status, StatusKind,
+    Strategy, Timestamp, Usage,
 };
+
 use credpool_store::QuarantinedRecord;
 use serde::Serialize;
 
@@ -29,8 +30,8 @@ pub struct EntryView {
     pub source: String,
     /// Priority (lower is preferred).
     pub priority: u32,
-    /// `ok`, `cooling_down` or `dead`.
-    pub status: String,
+    /// What its status amounts to now (an expired cooldown is `ok`).
+    pub status: StatusKind,
     /// Seconds until a cooldown ends.
     pub cooldown_remaining_s: Option<u64>,
     /// Why it cools down.
@@ -56,6 +57,11 @@ pub struct EntryView {
 }
 
 impl EntryView {
+    /// Whether a lease could be handed out on it now (cap aside).
+    pub fn is_available(&self) -> bool {
+        self.status == StatusKind::Ok && self.model_cooldowns.is_empty() && !self.missing_secret
+    }
+
     pub(crate) fn of(entry: &Entry, index: usize, leases: u32, now: Timestamp) -> Self {
         let (cooldown_remaining_s, cooldown_cause, dead_reason) = match &entry.status {
             Status::Ok => (None, None, None),
@@ -74,7 +80,7 @@ impl EntryView {
             fingerprint: entry.fingerprint(),
             source: entry.source.describe(),
             priority: entry.priority,
-            status: entry.status.name().to_owned(),
+            status: entry.status.kind_at(now),
             cooldown_remaining_s,
             cooldown_cause,
             dead_reason,
@@ -135,9 +141,13 @@ pub struct PoolStats {
     /// Cooldowns applied, by cause.
     pub cooldowns: BTreeMap<String, u64>,
     /// Entries by status.
-    pub entries_by_status: BTreeMap<String, usize>,
+    pub entries_by_status: BTreeMap<StatusKind, usize>,
     /// Leases held now.
     pub leases_held: u64,
+    /// Writes the store refused (status and token changes, markers, write-behind).
+    pub store_errors: u64,
+    /// Rotated token pairs the store refused, kept unexposed while their commit is retried.
+    pub unstored_rotations: u64,
 }
 
 /// One provider in the registry's list.

@@ -8,7 +8,10 @@ mod support;
 
 use std::time::Duration;
 
-use credpool_core::{Classification, FailureKind, Outcome, Secret, Strategy};
+use credpool_core::{
+    Classification, FailureKind, Outcome, Secret, StatusKind, Strategy, Unavailable,
+};
+use credpool_pool_actor::admin::{Add, Remove, SetStrategy, Snapshot, Stats};
 use credpool_pool_actor::{PoolError, RefreshFailure, RefreshResult, Target};
 use support::*;
 
@@ -34,7 +37,7 @@ async fn a_removed_entry_is_never_selected_after_the_removal_returns() {
     let pool = harness.pool("openai").await;
     add_keys(&pool, 2).await;
     assert_eq!(pool.select(None).await.unwrap().label(), "e0");
-    pool.remove_entry(Target::from("e0")).await.unwrap();
+    pool.admin(Remove(Target::from("e0"))).await.unwrap();
     for _ in 0..10 {
         assert_eq!(pool.select(None).await.unwrap().label(), "e1");
     }
@@ -45,7 +48,7 @@ async fn a_benched_entry_is_not_selected_after_the_report_returns_and_comes_back
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = harness.pool("openai").await;
     add_keys(&pool, 2).await;
-    let mut events = pool.subscribe(64).await.unwrap();
+    let mut events = pool.subscribe(64, None).await.unwrap();
     let lease = pool.select(None).await.unwrap();
     assert_eq!(lease.label(), "e0");
     pool.report(lease, Outcome::Failure(rate_limited()), None)
@@ -57,8 +60,8 @@ async fn a_benched_entry_is_not_selected_after_the_report_returns_and_comes_back
     // Past the cooldown the actor revives e0 (status, event) on its first pick.
     tokio::time::advance(Duration::from_secs(2 * 3600)).await;
     assert_eq!(pool.select(None).await.unwrap().label(), "e0");
-    let snapshot = pool.snapshot().await.unwrap();
-    assert_eq!(snapshot.entries[0].status, "ok");
+    let snapshot = pool.admin(Snapshot).await.unwrap();
+    assert_eq!(snapshot.entries[0].status, StatusKind::Ok);
     let mut revived = false;
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(10), events.recv()).await
     {
@@ -75,15 +78,15 @@ async fn leases_come_back_on_drop_and_fast_usage_is_counted() {
     let held: Vec<_> = futures_select(&pool, 3).await;
     let labels: Vec<&str> = held.iter().map(|l| l.label()).collect();
     assert_eq!(labels, ["e0", "e1", "e0"], "soft cap prefers free entries");
-    assert_eq!(pool.stats().await.unwrap().leases_held, 3);
+    assert_eq!(pool.admin(Stats).await.unwrap().leases_held, 3);
     drop(held);
-    assert_eq!(pool.stats().await.unwrap().leases_held, 0);
+    assert_eq!(pool.admin(Stats).await.unwrap().leases_held, 0);
     for _ in 0..7 {
         drop(pool.select(None).await.unwrap());
     }
-    let stats = pool.stats().await.unwrap();
+    let stats = pool.admin(Stats).await.unwrap();
     assert_eq!(stats.selections, 10);
-    let snapshot = pool.snapshot().await.unwrap();
+    let snapshot = pool.admin(Snapshot).await.unwrap();
     let e0 = snapshot.entries.iter().find(|e| e.label == "e0").unwrap();
     assert_eq!(e0.usage.selections, 9);
     assert!(e0.usage.last_used_at.is_some());
@@ -120,7 +123,7 @@ async fn other_strategies_and_models_still_go_through_the_actor() {
         labels.push(pool.select(None).await.unwrap().label().to_owned());
     }
     assert_eq!(labels, ["e0", "e1", "e2", "e0"]);
-    pool.set_strategy(Strategy::FillFirst).await.unwrap();
+    pool.admin(SetStrategy(Strategy::FillFirst)).await.unwrap();
     assert_eq!(pool.select(None).await.unwrap().label(), "e0");
     assert_eq!(pool.select(Some("gpt-4o")).await.unwrap().label(), "e0");
 }
@@ -143,7 +146,7 @@ async fn refresh_joiners_get_the_new_generation_and_stale_reports_the_current_on
         assert_eq!(lease.secret().expose(), "access-2");
     }
     assert_eq!(harness.refresher.request_count(), 1);
-    let stats = pool.stats().await.unwrap();
+    let stats = pool.admin(Stats).await.unwrap();
     assert_eq!(stats.leases_held, 1, "only the kept lease");
 
     // A report against the old generation gets the current token: no refresh, no cooldown.
@@ -154,7 +157,7 @@ async fn refresh_joiners_get_the_new_generation_and_stale_reports_the_current_on
     assert_eq!(again.secret().expose(), "access-2");
     drop(again);
     assert_eq!(harness.refresher.request_count(), 1);
-    let stats = pool.stats().await.unwrap();
+    let stats = pool.admin(Stats).await.unwrap();
     assert!(stats.stale_reports >= 1);
     assert_eq!(stats.leases_held, 0);
 }
@@ -175,7 +178,7 @@ async fn joiners_of_a_failed_refresh_are_answered_by_the_actor() {
     for (_, joiner) in joiners {
         match joiner.await.unwrap() {
             Err(PoolError::Exhausted { causes, .. }) => {
-                assert!(causes.contains_key("dead"), "{causes:?}");
+                assert!(causes.contains_key(&Unavailable::Dead), "{causes:?}");
             }
             other => panic!("expected exhausted, got {other:?}"),
         }
@@ -231,7 +234,7 @@ type Reporting = Vec<(
 /// An `xai-oauth` pool holding the grant `g` (access-1, refresh-1).
 async fn grant_pool(harness: &Harness) -> credpool_pool_actor::PoolHandle {
     let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("g", "access-1", "refresh-1", None))
+    pool.admin(Add(grant("g", "access-1", "refresh-1", None)))
         .await
         .unwrap();
     pool
@@ -308,7 +311,7 @@ async fn a_caller_joining_a_stuck_refresh_gives_up_within_the_call_timeout_and_t
     }
     assert!(rotated, "the late rotation was not stored");
     assert_eq!(harness.refresher.request_count(), 1);
-    assert_eq!(pool.stats().await.unwrap().joined_refreshes, 2);
+    assert_eq!(pool.admin(Stats).await.unwrap().joined_refreshes, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -316,8 +319,8 @@ async fn joiners_are_counted_and_woken_when_their_entry_is_removed() {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = grant_pool(&harness).await;
     let reporting = waiting_on_a_refresh(&harness, &pool, 6).await;
-    assert_eq!(pool.stats().await.unwrap().joined_refreshes, 5);
-    pool.remove_entry(Target::from("g")).await.unwrap();
+    assert_eq!(pool.admin(Stats).await.unwrap().joined_refreshes, 5);
+    pool.admin(Remove(Target::from("g"))).await.unwrap();
     all_end_soon(reporting, |answer| {
         matches!(answer, Err(PoolError::Exhausted { .. }))
     })
@@ -341,7 +344,7 @@ async fn callers_of_one_expired_token_share_one_report_and_are_released_when_it_
  {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = grant_pool(&harness).await;
-    pool.add_entry(api_key("k", "key-1")).await.unwrap();
+    pool.admin(Add(api_key("k", "key-1"))).await.unwrap();
 
     // Many callers report the same expired token at once: one report reaches the pool, the
     // others wait on its claim; all get the new token from the one refresh.
@@ -356,7 +359,7 @@ async fn callers_of_one_expired_token_share_one_report_and_are_released_when_it_
     }
     assert_eq!(harness.refresher.request_count(), 1);
     assert_eq!(
-        pool.stats().await.unwrap().joined_refreshes,
+        pool.admin(Stats).await.unwrap().joined_refreshes,
         reported as u64 - 1
     );
 

@@ -7,7 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credpool_core::{Classification, FailureKind, Outcome, Secret, Strategy};
+use credpool_core::{
+    Classification, FailureKind, Outcome, Secret, StatusKind, Strategy, Unavailable,
+};
+use credpool_pool_actor::admin::{Add, Move, Remove, Reset, Snapshot, Stats};
 use credpool_pool_actor::{PoolError, PoolEvent, RefreshFailure, RefreshResult, Target};
 use credpool_store::{MemoryStore, SledStore, Store};
 use support::*;
@@ -171,7 +174,12 @@ async fn exhausted_names_the_earliest_deadline_and_a_report_loop_converges() {
             ..
         } => {
             assert_eq!(next_available_at, Some(now.plus(Duration::from_secs(30))));
-            assert_eq!(causes.get("rate_limited"), Some(&3));
+            assert_eq!(
+                causes.get(&Unavailable::CoolingDown(
+                    credpool_core::CooldownCause::RateLimited
+                )),
+                Some(&3)
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -183,7 +191,7 @@ async fn exhausted_names_the_earliest_deadline_and_a_report_loop_converges() {
 async fn stale_generation_reports_get_the_current_token_without_refresh_or_cooldown() {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("grant", "access-1", "refresh-1", None))
+    pool.admin(Add(grant("grant", "access-1", "refresh-1", None)))
         .await
         .unwrap();
     let first = pool.select(None).await.unwrap();
@@ -212,18 +220,18 @@ async fn stale_generation_reports_get_the_current_token_without_refresh_or_coold
     assert_eq!(answered.secret().expose(), "access-2");
     assert_eq!(answered.generation(), refreshed.generation());
     assert_eq!(harness.refresher.request_count(), 1, "no second refresh");
-    let stats = pool.stats().await.unwrap();
+    let stats = pool.admin(Stats).await.unwrap();
     assert_eq!(stats.stale_reports, 1);
     assert!(stats.cooldowns.is_empty(), "{stats:?}");
-    let snapshot = pool.snapshot().await.unwrap();
-    assert_eq!(snapshot.entries[0].status, "ok");
+    let snapshot = pool.admin(Snapshot).await.unwrap();
+    assert_eq!(snapshot.entries[0].status, StatusKind::Ok);
 }
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_auth_failures_join_one_refresh() {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("grant", "access-1", "refresh-1", None))
+    pool.admin(Add(grant("grant", "access-1", "refresh-1", None)))
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -251,19 +259,21 @@ async fn concurrent_auth_failures_join_one_refresh() {
 async fn siblings_holding_the_same_secret_are_benched_together() {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = harness.pool("openai").await;
-    pool.add_entry(api_key("explicit", "shared-key"))
+    pool.admin(Add(api_key("explicit", "shared-key")))
         .await
         .unwrap();
-    pool.add_entry(api_key("from-config", "shared-key"))
+    pool.admin(Add(api_key("from-config", "shared-key")))
         .await
         .unwrap();
-    pool.add_entry(api_key("other", "other-key")).await.unwrap();
+    pool.admin(Add(api_key("other", "other-key")))
+        .await
+        .unwrap();
     let lease = pool.select(None).await.unwrap();
     assert_eq!(lease.label(), "explicit");
     pool.report(lease, Outcome::Failure(rate_limited()), None)
         .await
         .unwrap();
-    let snapshot = pool.snapshot().await.unwrap();
+    let snapshot = pool.admin(Snapshot).await.unwrap();
     let statuses: Vec<&str> = snapshot.entries.iter().map(|e| e.status.as_str()).collect();
     assert_eq!(statuses, ["cooling_down", "cooling_down", "ok"]);
     assert_eq!(picks(&pool, 2).await, "other other");
@@ -288,8 +298,8 @@ async fn terminal_auth_failures_kill_and_only_a_reset_revives() {
     drop(next);
     tokio::time::advance(Duration::from_secs(365 * 86_400)).await;
     assert_eq!(picks(&pool, 2).await, "e1 e1");
-    let view = pool.reset_entry(Target::from("e0")).await.unwrap();
-    assert_eq!(view.status, "ok");
+    let view = pool.admin(Reset(Target::from("e0"))).await.unwrap();
+    assert_eq!(view.status, StatusKind::Ok);
     assert_eq!(picks(&pool, 1).await, "e0");
 }
 
@@ -298,31 +308,42 @@ async fn targets_resolve_by_id_label_and_index_with_clear_errors() {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = harness.pool("openai").await;
     add_keys(&pool, 2).await;
-    pool.add_entry(api_key("E0", "k-dup")).await.unwrap();
-    let snapshot = pool.snapshot().await.unwrap();
-    let id = snapshot.entries[1].id.to_string();
-    assert_eq!(pool.reset_entry(Target(id)).await.unwrap().label, "e1");
     assert_eq!(
-        pool.reset_entry(Target::from("2")).await.unwrap().label,
+        pool.admin(Add(api_key("E0", "k-dup"))).await.unwrap_err(),
+        PoolError::LabelTaken("E0".to_owned()),
+        "labels are unique per provider, whatever their case"
+    );
+    let snapshot = pool.admin(Snapshot).await.unwrap();
+    let id = snapshot.entries[1].id.to_string();
+    assert_eq!(pool.admin(Reset(Target(id))).await.unwrap().label, "e1");
+    assert_eq!(
+        pool.admin(Reset(Target::from("2"))).await.unwrap().label,
         "e1"
     );
     assert_eq!(
-        pool.reset_entry(Target::from("e0")).await,
-        Err(PoolError::AmbiguousTarget("e0".to_owned()))
+        pool.admin(Reset(Target::from("E0"))).await.unwrap().label,
+        "e0",
+        "labels match whatever their case"
     );
     assert_eq!(
-        pool.reset_entry(Target::from("9")).await,
+        pool.admin(Reset(Target::from("9"))).await,
         Err(PoolError::NoSuchEntry("#9".to_owned()))
     );
     assert_eq!(
-        pool.reset_entry(Target::from("nope")).await,
+        pool.admin(Reset(Target::from("nope"))).await,
         Err(PoolError::NoSuchEntry("nope".to_owned()))
     );
     assert!(matches!(
-        pool.reset_entry(Target::from(" ")).await,
+        pool.admin(Reset(Target::from(" "))).await,
         Err(PoolError::Invalid(_))
     ));
-    let moved = pool.move_entry(Target::from("e1"), 1).await.unwrap();
+    let moved = pool
+        .admin(Move {
+            target: Target::from("e1"),
+            position: 1,
+        })
+        .await
+        .unwrap();
     assert_eq!(moved.index, 1);
     assert_eq!(picks(&pool, 1).await, "e1");
 }
@@ -331,7 +352,7 @@ async fn targets_resolve_by_id_label_and_index_with_clear_errors() {
 async fn events_reach_subscribers_and_lag_is_reported_not_hidden() {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = harness.pool("openai").await;
-    let mut events = pool.subscribe(4).await.unwrap();
+    let mut events = pool.subscribe(4, None).await.unwrap();
     add_keys(&pool, 8).await;
     let mut seen = Vec::new();
     while let Some(event) = events.try_recv() {
@@ -339,9 +360,10 @@ async fn events_reach_subscribers_and_lag_is_reported_not_hidden() {
     }
     assert_eq!(seen.len(), 4, "{seen:?}");
     // The fifth to eighth did not fit: the next event published tells how many were missed.
-    pool.remove_entry(Target::from("e7")).await.unwrap();
-    assert_eq!(events.try_recv(), Some(PoolEvent::Lagged { missed: 4 }));
-    assert!(matches!(events.try_recv(), Some(PoolEvent::Removed { .. })));
+    pool.admin(Remove(Target::from("e7"))).await.unwrap();
+    let next = |events: &mut credpool_pool_actor::EventStream| events.try_recv().map(|r| r.event);
+    assert_eq!(next(&mut events), Some(PoolEvent::Lagged { missed: 4 }));
+    assert!(matches!(next(&mut events), Some(PoolEvent::Removed { .. })));
 }
 
 #[tokio::test(start_paused = true)]
@@ -359,7 +381,7 @@ async fn restart_keeps_statuses_deadlines_tokens_counters_and_cursor() {
             .await
             .unwrap();
         assert_eq!(picks(&pool, 3).await, "e1 e2 e1");
-        let snapshot = pool.snapshot().await.unwrap();
+        let snapshot = pool.admin(Snapshot).await.unwrap();
         deadline = snapshot.entries[0].cooldown_remaining_s;
         // within the write-behind window
         tokio::time::advance(Duration::from_millis(300)).await;
@@ -368,13 +390,13 @@ async fn restart_keeps_statuses_deadlines_tokens_counters_and_cursor() {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
     let harness = Harness::start(store, pool_config(Strategy::FillFirst)).await;
     let pool = harness.pool("openai").await;
-    let snapshot = pool.snapshot().await.unwrap();
+    let snapshot = pool.admin(Snapshot).await.unwrap();
     assert_eq!(
         snapshot.strategy,
         Strategy::RoundRobin,
         "strategy came from the store"
     );
-    assert_eq!(snapshot.entries[0].status, "cooling_down");
+    assert_eq!(snapshot.entries[0].status, StatusKind::CoolingDown);
     assert_eq!(snapshot.entries[0].cooldown_remaining_s, deadline);
     let uses: Vec<u64> = snapshot
         .entries
@@ -394,8 +416,8 @@ async fn two_pools_in_one_process_are_independent() {
     let pool_b = b.pool("openai").await;
     add_keys(&pool_a, 2).await;
     add_keys(&pool_b, 1).await;
-    assert_eq!(pool_a.snapshot().await.unwrap().entries.len(), 2);
-    assert_eq!(pool_b.snapshot().await.unwrap().entries.len(), 1);
+    assert_eq!(pool_a.admin(Snapshot).await.unwrap().entries.len(), 2);
+    assert_eq!(pool_b.admin(Snapshot).await.unwrap().entries.len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -415,21 +437,24 @@ async fn a_crashed_pool_is_restarted_from_the_store() {
         .unwrap();
     support_wait(|| !pool.is_alive()).await;
     let restarted = harness.pool("openai").await;
-    let snapshot = restarted.snapshot().await.unwrap();
+    let snapshot = restarted.admin(Snapshot).await.unwrap();
     assert_eq!(snapshot.entries.len(), 2);
-    assert_eq!(snapshot.entries[0].status, "cooling_down");
+    assert_eq!(snapshot.entries[0].status, StatusKind::CoolingDown);
     assert_eq!(picks(&restarted, 1).await, "e1");
 }
 
+/// The store refuses the rotated pair: it is never handed out, the grant is benched meanwhile
+/// (callers rotate), and the write-behind stores and installs it once the store takes writes
+/// again — no second refresh, no lost grant.
 #[tokio::test(start_paused = true)]
-async fn a_failed_commit_never_exposes_the_new_token() {
+async fn a_rotation_the_store_refuses_is_never_exposed_and_installed_once_it_recovers() {
     let store = Arc::new(MemoryStore::new());
     let harness = Harness::start(store.clone(), pool_config(Strategy::FillFirst)).await;
     let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("grant", "access-1", "refresh-1", None))
+    pool.admin(Add(grant("grant", "access-1", "refresh-1", None)))
         .await
         .unwrap();
-    pool.add_entry(api_key("fallback", "key")).await.unwrap();
+    pool.admin(Add(api_key("fallback", "key"))).await.unwrap();
     let lease = pool.select(None).await.unwrap();
     let recovering = {
         let pool = pool.clone();
@@ -444,21 +469,49 @@ async fn a_failed_commit_never_exposes_the_new_token() {
     });
     let next = recovering.await.unwrap().unwrap();
     assert_eq!(next.label(), "fallback");
-    store.set_fail_writes(false);
-    let snapshot = pool.snapshot().await.unwrap();
-    assert_eq!(snapshot.entries[0].status, "dead");
+    drop(next);
+    let snapshot = pool.admin(Snapshot).await.unwrap();
+    assert_eq!(snapshot.entries[0].status, StatusKind::CoolingDown);
     assert_eq!(
-        snapshot.entries[0].dead_reason.as_deref(),
-        Some("credential_persist_failed")
+        snapshot.entries[0].generation.0, 1,
+        "the new pair is not installed"
     );
     assert_eq!(picks(&pool, 3).await, "fallback fallback fallback");
+    let stats = pool.admin(Stats).await.unwrap();
+    assert_eq!(stats.unstored_rotations, 1);
+    assert!(stats.store_errors >= 1);
+    // A report meanwhile starts no second refresh: that refresh token is spent.
+    assert_eq!(harness.refresher.request_count(), 1);
+
+    store.set_fail_writes(false);
+    tokio::time::advance(Duration::from_millis(300)).await;
+    let pool_now = pool.clone();
+    support_wait_async(move || {
+        let pool = pool_now.clone();
+        async move { pool.admin(Snapshot).await.unwrap().entries[0].generation.0 == 2 }
+    })
+    .await;
+    let snapshot = pool.admin(Snapshot).await.unwrap();
+    assert_eq!(snapshot.entries[0].status, StatusKind::Ok);
+    assert_eq!(pool.admin(Stats).await.unwrap().unstored_rotations, 0);
+    let lease = pool.select(None).await.unwrap();
+    assert_eq!(lease.secret().expose(), "access-NEW");
+    assert_eq!(harness.refresher.request_count(), 1, "no second refresh");
+    assert!(
+        store
+            .load_provider(&"xai-oauth".into())
+            .unwrap()
+            .markers
+            .is_empty(),
+        "the marker went with the commit"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn terminal_refresh_failure_kills_the_grant_and_rotates() {
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = harness.pool("xai-oauth").await;
-    pool.add_entry(grant("grant", "access-1", "refresh-1", None))
+    pool.admin(Add(grant("grant", "access-1", "refresh-1", None)))
         .await
         .unwrap();
     let lease = pool.select(None).await.unwrap();
@@ -483,7 +536,7 @@ async fn terminal_refresh_failure_kills_the_grant_and_rotates() {
         ),
         "{answer:?}"
     );
-    let snapshot = pool.snapshot().await.unwrap();
+    let snapshot = pool.admin(Snapshot).await.unwrap();
     assert_eq!(
         snapshot.entries[0].dead_reason.as_deref(),
         Some("invalid_grant")
@@ -497,7 +550,7 @@ async fn a_marker_left_by_a_crash_retries_once_and_dies_interrupted_on_reuse() {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
         let harness = Harness::start(store, pool_config(Strategy::FillFirst)).await;
         let pool = harness.pool("xai-oauth").await;
-        pool.add_entry(grant("grant", "access-1", "refresh-1", None))
+        pool.admin(Add(grant("grant", "access-1", "refresh-1", None)))
             .await
             .unwrap();
         let lease = pool.select(None).await.unwrap();
@@ -537,7 +590,7 @@ async fn a_marker_left_by_a_crash_retries_once_and_dies_interrupted_on_reuse() {
             code: "refresh_token_reused".to_owned(),
         }));
     support_wait_async(|| async {
-        pool.snapshot().await.unwrap().entries[0]
+        pool.admin(Snapshot).await.unwrap().entries[0]
             .dead_reason
             .as_deref()
             == Some("refresh_interrupted")
@@ -562,7 +615,7 @@ async fn exhausted_log_line_is_throttled_and_no_secret_is_logged() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let harness = Harness::memory(Strategy::FillFirst).await;
     let pool = harness.pool("openai").await;
-    pool.add_entry(api_key("canary", canary)).await.unwrap();
+    pool.admin(Add(api_key("canary", canary))).await.unwrap();
     let lease = pool.select(None).await.unwrap();
     assert!(!format!("{lease:?}").contains(canary));
     pool.report(lease, Outcome::Failure(rate_limited()), None)
@@ -571,8 +624,8 @@ async fn exhausted_log_line_is_throttled_and_no_secret_is_logged() {
     for _ in 0..20 {
         assert!(pool.select(None).await.is_err());
     }
-    let snapshot = pool.snapshot().await.unwrap();
-    let stats = pool.stats().await.unwrap();
+    let snapshot = pool.admin(Snapshot).await.unwrap();
+    let stats = pool.admin(Stats).await.unwrap();
     for shown in [
         format!("{snapshot:?}"),
         format!("{stats:?}"),
@@ -636,7 +689,7 @@ async fn a_corrupt_record_is_quarantined_and_shown_while_the_rest_loads() {
         .unwrap();
     let harness = Harness::start(store.clone(), pool_config(Strategy::FillFirst)).await;
     let pool = harness.pool("openai").await;
-    let snapshot = pool.snapshot().await.unwrap();
+    let snapshot = pool.admin(Snapshot).await.unwrap();
     assert_eq!(snapshot.entries.len(), 2, "the rest of the pool loads");
     assert_eq!(snapshot.quarantined.len(), 1, "{snapshot:?}");
     assert!(

@@ -13,6 +13,7 @@
 mod actor;
 mod config;
 pub mod endpoint;
+pub mod policy;
 mod schedule;
 mod stats;
 

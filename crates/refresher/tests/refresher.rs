@@ -11,7 +11,8 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credpool_core::{Clock, SystemClock, Timestamp};
+use credpool_core::{Clock, StatusKind, SystemClock, Timestamp};
+use credpool_pool_actor::admin::{Add, Refresh, Snapshot};
 use credpool_pool_actor::{PoolError, TokioClock};
 use credpool_refresher::endpoint::HostRateLimit;
 use credpool_test_support::{
@@ -93,7 +94,13 @@ async fn proactive_refresh_fires_inside_the_skew_window() {
     let expires_at = now.plus(Duration::from_secs(30 * 60));
     setup
         .pool
-        .add_entry(grant_entry("grant", access, refresh, Some(expires_at), now))
+        .admin(Add(grant_entry(
+            "grant",
+            access,
+            refresh,
+            Some(expires_at),
+            now,
+        )))
         .await
         .unwrap();
     // A 30-minute xAI token refreshes 120 s (+ up to 12 s jitter) before expiry.
@@ -106,14 +113,14 @@ async fn proactive_refresh_fires_inside_the_skew_window() {
         eventually_async(
             || {
                 let pool = pool.clone();
-                async move { pool.snapshot().await.unwrap().entries[0].generation.0 == 2 }
+                async move { pool.admin(Snapshot).await.unwrap().entries[0].generation.0 == 2 }
             },
             Duration::from_secs(60)
         )
         .await
     );
     assert_eq!(setup.fake.token_requests(), 1);
-    let snapshot = setup.pool.snapshot().await.unwrap();
+    let snapshot = setup.pool.admin(Snapshot).await.unwrap();
     let new_expiry = snapshot.entries[0].token_expires_at.unwrap();
     assert!(
         new_expiry > expires_at,
@@ -248,9 +255,9 @@ async fn token_endpoint_fault_matrix() {
         let lease = setup.pool.select(None).await.unwrap();
         let old = lease.secret().expose().to_owned();
         let answer = setup.pool.report_auth_failure(lease, expired(), None).await;
-        let snapshot = setup.pool.snapshot().await.unwrap();
+        let snapshot = setup.pool.admin(Snapshot).await.unwrap();
         let entry = &snapshot.entries[0];
-        assert_eq!(entry.status, row.status, "{name}: {entry:?}");
+        assert_eq!(entry.status.as_str(), row.status, "{name}: {entry:?}");
         match row.status {
             "ok" => {
                 assert_eq!(entry.generation.0, 2, "{name}");
@@ -285,13 +292,16 @@ async fn token_endpoint_fault_matrix() {
         if lost_response {
             // The provider rotated the pair but the answer never arrived: the next attempt
             // spends the old refresh token again and meets reuse detection (no grace window).
-            setup.pool.refresh_entry("grant".into()).await.unwrap();
+            setup.pool.admin(Refresh("grant".into())).await.unwrap();
             let pool = setup.pool.clone();
             assert!(
                 eventually_async(
                     || {
                         let pool = pool.clone();
-                        async move { pool.snapshot().await.unwrap().entries[0].status == "dead" }
+                        async move {
+                            pool.admin(Snapshot).await.unwrap().entries[0].status
+                                == StatusKind::Dead
+                        }
                     },
                     Duration::from_secs(5)
                 )
@@ -299,7 +309,7 @@ async fn token_endpoint_fault_matrix() {
                 "{name}: the retry kills the grant"
             );
             assert_eq!(setup.fake.reuse_detections(), 1, "{name}");
-            let snapshot = setup.pool.snapshot().await.unwrap();
+            let snapshot = setup.pool.admin(Snapshot).await.unwrap();
             assert_eq!(
                 snapshot.entries[0].dead_reason.as_deref(),
                 Some("invalid_grant"),

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credpool_core::{Secret, SystemClock};
+use credpool_core::{Secret, StatusKind, SystemClock};
+use credpool_pool_actor::admin::{Add, Snapshot};
 use credpool_pool_actor::{PoolError, PoolHandle};
 use credpool_test_support::{FakeProviderConfig, TokenFault, eventually_async};
 
@@ -34,8 +35,9 @@ async fn generation_reaches(pool: &PoolHandle, generation: u64) -> bool {
         || {
             let pool = pool.clone();
             async move {
-                let snapshot = pool.snapshot().await.unwrap();
-                snapshot.entries[0].generation.0 == generation && snapshot.entries[0].status == "ok"
+                let snapshot = pool.admin(Snapshot).await.unwrap();
+                snapshot.entries[0].generation.0 == generation
+                    && snapshot.entries[0].status == StatusKind::Ok
             }
         },
         Duration::from_secs(10),
@@ -53,7 +55,7 @@ async fn one_503_then_recovery(setup: &Setup) {
         matches!(answer, Err(PoolError::Exhausted { .. })),
         "{answer:?}"
     );
-    let snapshot = setup.pool.snapshot().await.unwrap();
+    let snapshot = setup.pool.admin(Snapshot).await.unwrap();
     assert_eq!(
         snapshot.entries[0].cooldown_cause.as_deref(),
         Some("refresh_failed")
@@ -61,7 +63,7 @@ async fn one_503_then_recovery(setup: &Setup) {
     assert!(
         generation_reaches(&setup.pool, 2).await,
         "the backoff retry rotated the grant: {:?}, {:?}",
-        setup.pool.snapshot().await.unwrap().entries[0],
+        setup.pool.admin(Snapshot).await.unwrap().entries[0],
         setup.refresher.stats().await.unwrap()
     );
     assert_eq!(
@@ -97,13 +99,13 @@ async fn a_grant_with_a_known_expiry_is_retried_after_a_transient_failure() {
     let obtained_at = now.minus(Duration::from_secs(3600));
     setup
         .pool
-        .add_entry(grant_entry(
+        .admin(Add(grant_entry(
             "grant",
             access,
             refresh,
             Some(expires_at),
             obtained_at,
-        ))
+        )))
         .await
         .unwrap();
     setup.fake.expire_access_tokens();
@@ -123,13 +125,13 @@ async fn a_grant_seeded_from_a_refresh_token_alone_is_retried_after_a_transient_
     let now = setup.clock.now();
     setup
         .pool
-        .add_entry(grant_entry(
+        .admin(Add(grant_entry(
             "grant",
             Secret::new(String::new()),
             refresh,
             None,
             now,
-        ))
+        )))
         .await
         .unwrap();
     assert!(

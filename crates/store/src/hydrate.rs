@@ -47,6 +47,44 @@ pub enum Hydrated {
     },
 }
 
+/// The largest secret file read, in bytes.
+pub const MAX_SECRET_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a secret from a file (trimmed): the one way credpool reads a key or token file.
+///
+/// Only a regular file is read — a FIFO, a device or a directory is refused at once rather
+/// than blocking the start on it — and at most [`MAX_SECRET_FILE_BYTES`]. A file that other
+/// users can read (mode `& 0o077`) is read with a WARN naming the path and the mode. The
+/// error says what is wrong, never what the file holds.
+///
+/// # Errors
+/// The file is missing, not a regular file, too large, not UTF-8, or unreadable.
+pub fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = fs::metadata(path).map_err(|error| error.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    if metadata.len() > MAX_SECRET_FILE_BYTES {
+        return Err(format!("larger than {MAX_SECRET_FILE_BYTES} bytes"));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:o}"),
+            "secret file is readable by other users; chmod 600 it"
+        );
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    fs::File::open(path)
+        .and_then(|file| file.take(MAX_SECRET_FILE_BYTES).read_to_end(&mut bytes))
+        .map_err(|error| error.to_string())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| "not valid utf-8".to_owned())?;
+    Ok(Secret::new(text.trim()))
+}
+
 /// Why a borrowed secret could not be read. Names the source, never a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -134,25 +172,13 @@ pub fn hydrate_borrowed_with(
                 });
             }
         },
-        SecretSource::File { path } => match fs::read(path) {
-            Ok(bytes) => {
-                let bytes = Zeroizing::new(bytes);
-                match std::str::from_utf8(&bytes) {
-                    Ok(text) => Secret::new(text),
-                    Err(_) => {
-                        return Err(HydrateError::UnreadableFile {
-                            entry: entry.id,
-                            path: path.clone(),
-                            reason: "not valid utf-8".to_owned(),
-                        });
-                    }
-                }
-            }
-            Err(error) => {
+        SecretSource::File { path } => match read_secret_file(std::path::Path::new(path)) {
+            Ok(secret) => secret,
+            Err(reason) => {
                 return Err(HydrateError::UnreadableFile {
                     entry: entry.id,
                     path: path.clone(),
-                    reason: error.to_string(),
+                    reason,
                 });
             }
         },

@@ -23,11 +23,16 @@ mod batch;
 pub mod codec;
 #[cfg(test)]
 mod fixtures;
+mod health;
 mod hydrate;
 mod memory;
 mod sled_store;
 
-pub use hydrate::{HydrateError, HydrateReport, Hydrated, hydrate_borrowed, hydrate_borrowed_with};
+pub use health::StoreHealth;
+pub use hydrate::{
+    HydrateError, HydrateReport, Hydrated, MAX_SECRET_FILE_BYTES, hydrate_borrowed,
+    hydrate_borrowed_with, read_secret_file,
+};
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
@@ -127,7 +132,33 @@ pub enum Change {
     },
 }
 
+/// What kind of change a [`Change`] is (for fault injection and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// [`Change::PutEntry`].
+    PutEntry,
+    /// [`Change::RemoveEntry`].
+    RemoveEntry,
+    /// [`Change::PutProviderState`].
+    PutProviderState,
+    /// [`Change::PutMarker`].
+    PutMarker,
+    /// [`Change::ClearMarker`].
+    ClearMarker,
+}
+
 impl Change {
+    /// Returns what kind of change this is.
+    pub fn kind(&self) -> ChangeKind {
+        match self {
+            Change::PutEntry { .. } => ChangeKind::PutEntry,
+            Change::RemoveEntry { .. } => ChangeKind::RemoveEntry,
+            Change::PutProviderState { .. } => ChangeKind::PutProviderState,
+            Change::PutMarker(_) => ChangeKind::PutMarker,
+            Change::ClearMarker { .. } => ChangeKind::ClearMarker,
+        }
+    }
+
     /// Returns the provider this change belongs to.
     pub fn provider(&self) -> &ProviderId {
         match self {
@@ -233,5 +264,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Returns the data directory, for embedded backends.
     fn path(&self) -> Option<&Path> {
         None
+    }
+
+    /// Whether writes succeed: failing from a write that fails until one succeeds.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Ok
     }
 }

@@ -8,7 +8,8 @@
 //!   the last successful [`Store::flush`], as a crash of the durable backend would.
 //! - While [`MemoryStore::set_fail_writes`] is on, every write ([`Store::apply`],
 //!   [`Store::compare_and_swap`], [`Store::flush`]) fails with [`StoreError::Io`] and changes
-//!   nothing.
+//!   nothing. [`MemoryStore::fail_batches_with`] fails only the next batches that hold a change
+//!   of one kind (a refresh marker, its removal, an entry), whole.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,8 +22,8 @@ use zeroize::Zeroizing;
 use crate::batch::{self, RawProvider, RawRecord, TreeName};
 use crate::codec;
 use crate::{
-    CasOutcome, Change, ChangeHook, ChangeNotice, ProviderSnapshot, QuarantinedRecord, Store,
-    StoreError,
+    CasOutcome, Change, ChangeHook, ChangeKind, ChangeNotice, ProviderSnapshot, QuarantinedRecord,
+    Store, StoreError,
 };
 
 type Tree = BTreeMap<Vec<u8>, Zeroizing<Vec<u8>>>;
@@ -64,6 +65,9 @@ pub struct MemoryStore {
     state: Mutex<State>,
     hooks: batch::Hooks,
     fail_writes: AtomicBool,
+    health: crate::health::HealthTracker,
+    /// Fails this many more batches holding a change of this kind.
+    fail_kind: Mutex<Option<(ChangeKind, u32)>>,
     flushes: AtomicU64,
     /// Stamps quarantined records; injected so tests control time.
     clock: Arc<dyn Clock>,
@@ -96,6 +100,8 @@ impl MemoryStore {
             state: Mutex::new(State::default()),
             hooks: batch::Hooks::default(),
             fail_writes: AtomicBool::new(false),
+            health: crate::health::HealthTracker::default(),
+            fail_kind: Mutex::new(None),
             flushes: AtomicU64::new(0),
             clock,
         }
@@ -104,6 +110,15 @@ impl MemoryStore {
     /// Makes every following write fail with [`StoreError::Io`] (`true`) or succeed again.
     pub fn set_fail_writes(&self, fail: bool) {
         self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes the next `count` batches that hold a change of `kind` fail with
+    /// [`StoreError::Io`], whole (`u32::MAX`: until called again with 0).
+    pub fn fail_batches_with(&self, kind: ChangeKind, count: u32) {
+        *self
+            .fail_kind
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (count > 0).then_some((kind, count));
     }
 
     /// Returns how many flushes succeeded.
@@ -130,6 +145,53 @@ impl MemoryStore {
             .live
             .tree_mut(TreeName::Entries)
             .insert(key, Zeroizing::new(bytes.to_vec()));
+        Ok(())
+    }
+
+    fn apply_unchecked(&self, changes: &[Change]) -> Result<(), StoreError> {
+        self.check_writable()?;
+        {
+            let mut fail_kind = self
+                .fail_kind
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((kind, left)) = fail_kind.as_mut()
+                && changes.iter().any(|change| change.kind() == *kind)
+            {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    *fail_kind = None;
+                }
+                return Err(StoreError::Io("injected write failure".to_owned()));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let ops = batch::encode_changes(changes)?;
+        {
+            let mut state = self.lock();
+            for op in ops {
+                let tree = state.live.tree_mut(op.tree);
+                match op.value {
+                    Some(value) => {
+                        tree.insert(op.key, value);
+                    }
+                    None => {
+                        tree.remove(&op.key);
+                    }
+                }
+            }
+        }
+        self.notify(&batch::notices(changes));
+        Ok(())
+    }
+
+    fn flush_unchecked(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut state = self.lock();
+        state.durable = state.live.clone();
+        self.flushes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -196,35 +258,17 @@ impl Store for MemoryStore {
     }
 
     fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
-        self.check_writable()?;
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let ops = batch::encode_changes(changes)?;
-        {
-            let mut state = self.lock();
-            for op in ops {
-                let tree = state.live.tree_mut(op.tree);
-                match op.value {
-                    Some(value) => {
-                        tree.insert(op.key, value);
-                    }
-                    None => {
-                        tree.remove(&op.key);
-                    }
-                }
-            }
-        }
-        self.notify(&batch::notices(changes));
-        Ok(())
+        let result = self.apply_unchecked(changes);
+        self.health.record(self.clock.now(), result)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.check_writable()?;
-        let mut state = self.lock();
-        state.durable = state.live.clone();
-        self.flushes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        let result = self.flush_unchecked();
+        self.health.record(self.clock.now(), result)
+    }
+
+    fn health(&self) -> crate::StoreHealth {
+        self.health.health()
     }
 
     fn compare_and_swap(

@@ -51,6 +51,7 @@ pub struct SledStore {
     /// Indexed by [`TreeName`] in [`TreeName::ALL`] order.
     trees: [sled::Tree; 4],
     hooks: batch::Hooks,
+    health: crate::health::HealthTracker,
     /// Stamps quarantined records; injected so tests control time.
     clock: Arc<dyn Clock>,
     /// Holds the exclusive lock on `credpool.lock` until the store drops.
@@ -135,6 +136,7 @@ impl SledStore {
             db,
             trees,
             hooks: batch::Hooks::default(),
+            health: crate::health::HealthTracker::default(),
             clock,
             _lock: lock,
         })
@@ -265,16 +267,25 @@ impl Store for SledStore {
             return Ok(());
         }
         let ops = batch::encode_changes(changes)?;
-        self.write_ops(&ops)?;
+        let written = self.write_ops(&ops);
+        self.health.record(self.clock.now(), written)?;
         self.notify(&batch::notices(changes));
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db
+        let flushed = self
+            .db
             .flush()
-            .map_err(|error| StoreError::Io(error.to_string()))?;
-        restrict_permissions(&self.dir).map_err(|error| StoreError::Io(error.to_string()))
+            .map_err(|error| StoreError::Io(error.to_string()))
+            .and_then(|_| {
+                restrict_permissions(&self.dir).map_err(|error| StoreError::Io(error.to_string()))
+            });
+        self.health.record(self.clock.now(), flushed)
+    }
+
+    fn health(&self) -> crate::StoreHealth {
+        self.health.health()
     }
 
     fn compare_and_swap(

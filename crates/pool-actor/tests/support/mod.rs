@@ -11,6 +11,7 @@ use credpool_core::{
     ClientMetadata, Clock, EntryKind, OAuthTokens, ProviderId, Secret, SecretSource, Strategy,
     Timestamp,
 };
+use credpool_pool_actor::admin::Add;
 use credpool_pool_actor::{
     CapMode, NewEntry, PoolConfig, PoolHandle, PoolRegistry, RefreshCallback, RefreshRequest,
     RefreshResult, RefreshSeam, RegistryConfig, TokioClock, TrackUpdate,
@@ -26,6 +27,8 @@ pub struct FakeRefresher {
     pub requests: Mutex<Vec<RefreshRequest>>,
     pending: Mutex<VecDeque<RefreshCallback>>,
     pub tracked: Mutex<Vec<TrackUpdate>>,
+    /// Retries asked for by a pool that could not start a refresh (its marker was refused).
+    pub retries: Mutex<Vec<(credpool_core::EntryId, credpool_core::Generation)>>,
     /// When set, every refresh completes at once with a token named after the generation.
     pub auto_rotate: Mutex<bool>,
 }
@@ -63,6 +66,15 @@ impl RefreshSeam for FakeRefresher {
 
     fn track(&self, update: TrackUpdate) {
         self.tracked.lock().unwrap().push(update);
+    }
+
+    fn retry_later(
+        &self,
+        _provider: &credpool_core::ProviderId,
+        entry: credpool_core::EntryId,
+        generation: credpool_core::Generation,
+    ) {
+        self.retries.lock().unwrap().push((entry, generation));
     }
 }
 
@@ -159,7 +171,7 @@ pub fn strict(wait: Duration) -> PoolConfig {
 /// Adds API keys `k0..kn` labelled `e0..en`.
 pub async fn add_keys(pool: &PoolHandle, n: usize) {
     for i in 0..n {
-        pool.add_entry(api_key(&format!("e{i}"), &format!("k{i}")))
+        pool.admin(Add(api_key(&format!("e{i}"), &format!("k{i}"))))
             .await
             .expect("add");
     }

@@ -11,6 +11,7 @@ use credpool_core::{
     Classification, ClientMetadata, Clock, EntryKind, FailureKind, OAuthTokens, ProviderId,
     ProviderRegistry, Secret, SecretSource, SystemClock, Timestamp,
 };
+use credpool_pool_actor::admin::Add;
 use credpool_pool_actor::{
     NewEntry, PoolConfig, PoolHandle, PoolRegistry, RefreshSeam, RegistryConfig,
 };
@@ -24,6 +25,8 @@ pub struct Setup {
     pub refresher: Refresher,
     pub clock: Arc<dyn Clock>,
     pub registry: PoolRegistry,
+    /// The pool's store, for fault injection.
+    pub store: Arc<MemoryStore>,
 }
 
 pub fn providers_for(fake: &FakeProvider) -> ProviderRegistry {
@@ -61,7 +64,8 @@ pub async fn setup_with(
     let refresher = Refresher::start(refresher_config, Arc::clone(&clock))
         .await
         .unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let memory = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = memory.clone();
     let seam: Arc<dyn RefreshSeam> = Arc::new(refresher.clone());
     let registry = PoolRegistry::start(
         RegistryConfig {
@@ -82,6 +86,7 @@ pub async fn setup_with(
         refresher,
         clock,
         registry,
+        store: memory,
     }
 }
 
@@ -122,13 +127,13 @@ pub async fn add_expired_grant(setup: &Setup, label: &str) {
     let now = setup.clock.now();
     setup
         .pool
-        .add_entry(grant_entry(
+        .admin(Add(grant_entry(
             label,
             access,
             refresh,
             None,
             now.minus(Duration::from_secs(3600)),
-        ))
+        )))
         .await
         .unwrap();
     setup.fake.expire_access_tokens();

@@ -1,0 +1,128 @@
+//! The entries of the file: one secret source each (an environment variable, a file, or
+//! inline when allowed), and grant-only keys on grants only.
+
+use std::path::Path;
+
+use credpool::ProviderSpec;
+use toml::Spanned;
+
+use super::checks::{check_base_url, check_token_url, env_var_name, resolve};
+use super::raw::RawEntry;
+use super::source::Source;
+use super::{ConfigError, SecretFrom, Seed, SeedCredential};
+
+pub(super) fn seed_of(
+    source: &Source<'_>,
+    base: &Path,
+    spec: &ProviderSpec,
+    raw: &RawEntry,
+    allow_inline: bool,
+    loopback: bool,
+) -> Result<Seed, ConfigError> {
+    let label = raw.label.get_ref().trim().to_owned();
+    let label_span = Some(raw.label.span());
+    if label.is_empty() {
+        return Err(source.error(label_span, "label", "must not be empty"));
+    }
+    let mut sources = Vec::new();
+    if let Some(name) = &raw.api_key_env {
+        let name = env_var_name(source, name, "api_key_env")?;
+        sources.push(SeedCredential::ApiKey(SecretFrom::Env(name)));
+    }
+    if let Some(path) = &raw.api_key_file {
+        sources.push(SeedCredential::ApiKey(SecretFrom::File(resolve(
+            base, path,
+        ))));
+    }
+    if let Some(name) = &raw.refresh_token_env {
+        let name = env_var_name(source, name, "refresh_token_env")?;
+        sources.push(SeedCredential::RefreshToken(SecretFrom::Env(name)));
+    }
+    if let Some(path) = &raw.refresh_token_file {
+        sources.push(SeedCredential::RefreshToken(SecretFrom::File(resolve(
+            base, path,
+        ))));
+    }
+    for (inline, key, oauth) in [
+        (&raw.api_key, "api_key", false),
+        (&raw.refresh_token, "refresh_token", true),
+    ] {
+        let Some(inline) = inline else { continue };
+        if !allow_inline {
+            return Err(source.error(
+                Some(inline.span()),
+                key,
+                "inline secrets are refused: use the _env or _file form, or set allow_inline_secrets = true",
+            ));
+        }
+        let secret = SecretFrom::Inline(inline.get_ref().0.clone());
+        sources.push(if oauth {
+            SeedCredential::RefreshToken(secret)
+        } else {
+            SeedCredential::ApiKey(secret)
+        });
+    }
+    let credential = match sources.len() {
+        1 => sources.remove(0),
+        0 => {
+            return Err(source.error(
+                label_span,
+                "label",
+                format!(
+                    "entry {label:?} has no secret: set one of api_key_env, api_key_file, refresh_token_env, refresh_token_file"
+                ),
+            ));
+        }
+        _ => {
+            return Err(source.error(
+                label_span,
+                "label",
+                format!("entry {label:?} has more than one secret source; set exactly one"),
+            ));
+        }
+    };
+    let oauth_grant = matches!(credential, SeedCredential::RefreshToken(_));
+    if oauth_grant && !spec.is_oauth() {
+        return Err(source.error(
+            label_span,
+            "refresh_token_env",
+            format!(
+                "provider `{}` takes API keys; an OAuth grant needs a provider with a token endpoint",
+                spec.id
+            ),
+        ));
+    }
+    let token_url = raw
+        .token_url
+        .as_ref()
+        .map(|url| check_token_url(source, url, "token_url", spec, loopback))
+        .transpose()?;
+    if !oauth_grant && (token_url.is_some() || raw.client_id.is_some()) {
+        let span = raw.token_url.as_ref().map(Spanned::span).or(label_span);
+        return Err(source.error(
+            span,
+            if raw.token_url.is_some() { "token_url" } else { "client_id" },
+            "token_url and client_id belong to OAuth grants (refresh_token_env or refresh_token_file)",
+        ));
+    }
+    if let Some(weight) = &raw.weight
+        && *weight.get_ref() == 0
+    {
+        return Err(source.error(Some(weight.span()), "weight", "must be at least 1"));
+    }
+    let base_url = raw
+        .base_url
+        .as_ref()
+        .map(|url| check_base_url(source, url, "base_url"))
+        .transpose()?;
+    Ok(Seed {
+        provider: spec.id.clone(),
+        label,
+        credential,
+        priority: raw.priority,
+        weight: raw.weight.as_ref().map(|w| *w.get_ref()),
+        base_url,
+        token_url,
+        client_id: raw.client_id.clone(),
+    })
+}
