@@ -135,7 +135,8 @@ fn xai() {
     check(at(403, bad_credentials).key(), "auth_expired unauthenticated:bad-credentials");
     check(bare("xai request failed: unauthenticated:bad-credentials"), "auth_expired unauthenticated:bad-credentials");
     check(at(403, "bad-credentials").p("xai-oauth"), "auth_expired bad-credentials");
-    check(at(403, r#"{"code":"The caller does not have permission to execute the specified operation","error":"permission denied: team is blocked"}"#).p("xai-oauth"), "other");
+    // A blocked team needs a person, like a disabled organization: refused, not `other`.
+    check(at(403, r#"{"code":"The caller does not have permission to execute the specified operation","error":"permission denied: team is blocked"}"#).p("xai-oauth"), "auth_invalid");
     check(at(400, r#"{"code":"Client specified an invalid argument","error":"Incorrect API key provided: xa***yz. You can obtain an API key from https://console.x.ai."}"#).p("xai"), "auth_invalid_terminal");
     check(at(429, r#"{"code":"Some resource has been exhausted","error":"Your team abc has either used all available credits or reached its monthly spending limit. To continue making API requests, please purchase more credits or raise your spending limit."}"#).p("xai-oauth"), "billing_unverified");
     check(at(403, r#"{"code":"The caller does not have permission to execute the specified operation","error":"Your newly created team doesn't have any credits yet. You can purchase credits on https://console.x.ai."}"#), "billing_unverified");
@@ -165,7 +166,8 @@ fn openrouter() {
     check(at(402, r#"{"error":{"code":402,"message":"Insufficient credits. Add more using https://openrouter.ai/settings/credits"}}"#).p("openrouter"), "billing_verified");
     check(at(401, r#"{"error":{"code":401,"message":"No auth credentials found"}}"#).p("openrouter"), "auth_invalid");
     check(at(401, r#"{"error":{"code":401,"message":"User not found."}}"#).p("openrouter"), "auth_invalid");
-    check(at(429, r#"{"error":{"code":429,"message":"Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day","metadata":{"headers":{"X-RateLimit-Limit":"50"}}}}"#).p("openrouter"), "billing_unverified");
+    // A per-day request cap is a throttle with a reset, not billing because it mentions credits.
+    check(at(429, r#"{"error":{"code":429,"message":"Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day","metadata":{"headers":{"X-RateLimit-Limit":"50"}}}}"#).p("openrouter"), "rate_limited_account");
     check(at(403, r#"{"error":{"code":403,"message":"gpt-4o requires moderation on OpenAI. Your input was flagged for \"harassment\"","metadata":{"reasons":["harassment"],"flagged_input":"…"}}}"#), "other");
     check(at(503, r#"{"error":{"code":503,"message":"No allowed providers are available for the selected model."}}"#), "transient_overloaded");
     check(at(200, r#"{"error":{"code":429,"message":"Rate limit exceeded"}}"#), "rate_limited_account");
@@ -218,8 +220,9 @@ fn plain_text_html_and_transport() {
     check(at(520, ""), "transient_proxy");
     check(at(524, "error code: 524"), "transient_proxy");
     check(at(502, "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"), "transient_proxy");
-    check(at(403, "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head><body>cf-chl</body></html>"), "transient_proxy");
-    check(at(403, "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head></html>"), "transient_proxy");
+    // A challenge or block page does not pass by retrying: the request (client) must change.
+    check(at(403, "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head><body>cf-chl</body></html>"), "other");
+    check(at(403, "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head></html>"), "other");
     check(at(403, "<html><head><title>403 Forbidden</title></head><body>nginx</body></html>"), "other");
     check(at(404, "<html><body>Not Found</body></html>"), "other");
     check(at(403, "Forbidden"), "other");
