@@ -155,7 +155,8 @@ fn from_bucket_headers(
     let mut exhausted: Option<(Timestamp, String)> = None;
     let mut earliest: Option<(Timestamp, String)> = None;
     for (name, value) in &lower {
-        if is_retry_header(name) {
+        // Overage (extra usage) windows are not the window that rejected the request.
+        if is_retry_header(name) || name.contains("overage") {
             continue;
         }
         let at = if name.ends_with("-reset-after-seconds") {

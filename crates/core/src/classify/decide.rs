@@ -356,7 +356,7 @@ fn decide_inner(
             let reason = Some((*word).to_owned());
             return done(terminal(), reason, Rule::TerminalCode, None);
         }
-        if let Some(phrase) = contains_any(text, REFUSED_ACCOUNT_PHRASES) {
+        if let Some(phrase) = refused_account_phrase(text) {
             return done(refused(), first_code, Rule::RefusedAccount, Some(phrase));
         }
         if let Some(phrase) = invalid_key_phrase(text, false) {
@@ -464,7 +464,7 @@ fn plain_auth(text: &str, credential: Credential) -> (FailureKind, Option<&'stat
     if let Some(phrase) = invalid_key_phrase(text, true) {
         return (invalid_key(credential), Some(phrase));
     }
-    if let Some(phrase) = contains_any(text, REFUSED_ACCOUNT_PHRASES) {
+    if let Some(phrase) = refused_account_phrase(text) {
         return (refused(), Some(phrase));
     }
     if let Some(phrase) = contains_any(text, EXPIRED_TOKEN_PHRASES) {
@@ -486,6 +486,16 @@ fn access_token_kind(phrase: &str, credential: Credential) -> FailureKind {
         None if names_a_token => FailureKind::AuthExpired,
         None => by_kind(credential.kind),
     }
+}
+
+/// Finds wording of a disabled, blocked or unverified account (OpenAI words a deactivated
+/// account several ways: "account has been deactivated", "The OpenAI account associated with
+/// this API key has been deactivated").
+fn refused_account_phrase(text: &str) -> Option<&'static str> {
+    contains_any(text, REFUSED_ACCOUNT_PHRASES).or_else(|| {
+        (text.contains("account") && text.contains("has been deactivated"))
+            .then_some("account … has been deactivated")
+    })
 }
 
 /// Tells whether a unified (subscription) rate-limit window says `rejected`.
