@@ -117,7 +117,8 @@ pub fn classify_explained(
         explicit: input.entry_kind,
         kind: credential_kind(input),
     };
-    let evidence = Evidence::read(input.body);
+    let mut evidence = Evidence::read(input.body);
+    evidence.read_headers(input.headers);
     let Decision {
         kind,
         reason,

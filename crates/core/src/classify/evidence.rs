@@ -130,7 +130,7 @@ impl Evidence {
             || object.contains_key("__type")
             || object.get("type").and_then(Value::as_str) == Some("error")
             || object.get("object").and_then(Value::as_str) == Some("error");
-        let mut message: Option<String>;
+        let mut message: Option<String> = None;
         match object.get("error") {
             Some(Value::Object(error)) => {
                 // Anthropic puts the precise code under error.details.error_code.
@@ -181,31 +181,18 @@ impl Evidence {
                         .or_else(|| (!looks_like_code(error)).then(|| error.clone()));
                 }
             }
-            _ => {
-                // Mistral, DashScope, AWS and others: {"object":"error","message":…,"type":…,
-                // "code":…}, {"__type": "…", "message": …}, {"detail": "…"}.
-                self.read_code(object.get("code"));
-                for key in ["__type", "errorType", "type"] {
-                    if let Some(kind) = object.get(key).and_then(Value::as_str)
-                        && kind != "error"
-                    {
-                        // AWS `__type` may carry a namespace: `…#ExpiredTokenException`.
-                        self.push_code(kind.rsplit('#').next().unwrap_or(kind));
-                    }
+            _ if depth == 0 && !object.contains_key("message") => {
+                // An event wrapping the error one level down (OpenAI Responses
+                // `response.failed`: {"type":…,"response":{"error":{…}}}).
+                let wrapped = object
+                    .values()
+                    .find(|value| value.get("error").is_some_and(Value::is_object));
+                match wrapped {
+                    Some(inner) => self.read_envelope(inner, depth + 1),
+                    None => self.read_flat(object, &mut message),
                 }
-                if let Some(details) = object.get("details") {
-                    self.read_google(|google| google.read_details(details));
-                }
-                message = object
-                    .get("message")
-                    .or_else(|| object.get("errorMessage"))
-                    .or_else(|| object.get("detail"))
-                    .or_else(|| object.get("msg"))
-                    .map(|value| match value {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    });
             }
+            _ => self.read_flat(object, &mut message),
         }
         self.read_status_fields(object);
         if let Some(Value::Number(n)) = object.get("status")
@@ -234,6 +221,46 @@ impl Evidence {
                 joined.push_str(" | ");
             }
             joined.push_str(&text);
+        }
+    }
+
+    /// Reads a flat envelope (Mistral, DashScope, AWS and others): {"object":"error",
+    /// "message":…,"type":…,"code":…}, {"__type": "…", "message": …}, {"detail": "…"}.
+    fn read_flat(&mut self, object: &serde_json::Map<String, Value>, message: &mut Option<String>) {
+        self.read_code(object.get("code"));
+        for key in ["__type", "errorType", "type"] {
+            if let Some(kind) = object.get(key).and_then(Value::as_str)
+                && kind != "error"
+            {
+                // AWS `__type` may carry a namespace: `…#ExpiredTokenException`.
+                self.push_code(kind.rsplit('#').next().unwrap_or(kind));
+            }
+        }
+        if let Some(details) = object.get("details") {
+            self.read_google(|google| google.read_details(details));
+        }
+        *message = object
+            .get("message")
+            .or_else(|| object.get("errorMessage"))
+            .or_else(|| object.get("detail"))
+            .or_else(|| object.get("msg"))
+            .map(|value| match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+    }
+
+    /// Adds the error type AWS puts in a header (`x-amzn-ErrorType:
+    /// ThrottlingException:http://…`) to the codes.
+    pub fn read_headers(&mut self, headers: &[(String, String)]) {
+        for (name, value) in headers {
+            if name.trim().eq_ignore_ascii_case("x-amzn-errortype") {
+                let code = value.split(':').next().unwrap_or("").trim();
+                if !code.is_empty() {
+                    self.error_found = true;
+                    self.push_code(code);
+                }
+            }
         }
     }
 

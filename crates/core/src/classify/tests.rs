@@ -263,6 +263,56 @@ fn non_utf8_bodies_are_read_lossily() {
     check(input, "transient_network");
 }
 
+#[test]
+#[rustfmt::skip]
+fn weak_families() {
+    // Request size: the request must shrink, whatever the code says.
+    check(at(429, r#"{"error":{"message":"Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 30601.","type":"tokens","code":"rate_limit_exceeded"}}"#), "other rate_limit_exceeded");
+    check(at(429, r#"{"error":{"message":"Rate limit reached for model `m` on tokens per minute (TPM): Limit 7000, Used 0, Requested ~12903. Please try again in 50s.","code":"rate_limit_exceeded"}}"#), "other rate_limit_exceeded");
+    check(at(200, "data: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"context_length_exceeded\",\"message\":\"Your input exceeds the context window of this model.\"}}}\n\n"), "other context_length_exceeded");
+    // Per-day against per-minute Google quotas; capacity; plan quota.
+    check(at(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}}"#), "billing_verified RESOURCE_EXHAUSTED");
+    check(at(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"MODEL_CAPACITY_EXHAUSTED"}]}}"#), "transient_overloaded MODEL_CAPACITY_EXHAUSTED");
+    check(at(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"QUOTA_EXHAUSTED"}]}}"#), "billing_verified QUOTA_EXHAUSTED");
+    // A subscription window rejected in the headers, against a plain throttle.
+    check(at(429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Error"}}"#).h("anthropic-ratelimit-unified-status", "rejected"), "billing_verified rate_limit_error");
+    check(at(429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Error"}}"#).h("anthropic-ratelimit-unified-status", "allowed"), "rate_limited_account rate_limit_error");
+    // A refused key stays refused on a provider that also issues OAuth grants.
+    check(at(401, r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#).p("anthropic"), "auth_invalid_terminal authentication_error");
+    // Accounts a person must fix.
+    check(at(401, r#"{"error":{"message":"The OpenAI account associated with this API key has been deactivated.","type":"invalid_request_error","code":null}}"#), "auth_invalid invalid_request_error");
+    check(at(403, r#"{"error":{"code":403,"message":"Your API key was reported as leaked. Please use another API key.","status":"PERMISSION_DENIED"}}"#), "auth_invalid PERMISSION_DENIED");
+    // AWS: the error type in a header; an expired session token.
+    check(at(429, r#"{"message":"Too many requests, please wait before trying again."}"#).h("x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"), "rate_limited_account ThrottlingException");
+    check(at(403, r#"{"message":"The security token included in the request is expired"}"#).key(), "auth_expired");
+    // Billing beyond 402.
+    check(at(402, r#"{"error":{"code":402,"status":"RESOURCE_EXHAUSTED","message":"x"}}"#), "billing_verified RESOURCE_EXHAUSTED");
+    check(at(400, r#"{"code":"Arrearage","message":"Access denied, please make sure your account is in good standing."}"#), "billing_verified Arrearage");
+    check(at(400, r#"{"error":{"message":"Budget has been exceeded! Current cost: 1.2, Max budget: 1.0","type":"budget_exceeded","code":"400"}}"#), "billing_verified budget_exceeded");
+}
+
+#[test]
+fn explanations_name_the_rule_and_the_evidence() {
+    let input = at(429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Extra usage is required for long context requests."}}"#).h("retry-after", "30");
+    let (got, why) = classify_explained(
+        &ClassifyInput {
+            provider: None,
+            entry_kind: None,
+            status: input.status,
+            headers: &input.headers,
+            body: &input.body,
+        },
+        NOW,
+        CEILING,
+    );
+    assert_eq!(got.kind.name(), "billing_unverified");
+    assert_eq!(why.rule, Rule::BillingWords);
+    assert_eq!(
+        why.to_line(),
+        "rule billing-words; status 429; codes rate_limit_error; matched \"extra usage\"; reset from header retry-after"
+    );
+}
+
 /// Reset times found through `classify`, in seconds after `NOW`.
 fn check_reset(input: In, expected: Option<i64>) {
     let got = input.run().reset_at.map(|at| (at.0 - NOW.0) / 1000);
