@@ -23,10 +23,10 @@ use super::codes::{CodeRule, TERMINAL_CODES, code_rule};
 use super::evidence::Evidence;
 use super::google::QuotaWindow;
 use super::words::{
-    ACCESS_TOKEN_PHRASES, BILLING_PHRASES, CHALLENGE_PHRASES, CLOUD_REFUSED_PHRASES,
-    EXPIRED_TOKEN_PHRASES, MODEL_PHRASES, OVERLOADED_PHRASES, PROXY_PHRASES, RATE_WORDS,
-    REFUSED_ACCOUNT_PHRASES, STRONG_BILLING_PHRASES, TOO_LARGE_PHRASES, contains_any, has_word,
-    invalid_key_phrase, requested_over_limit, status_in_text,
+    ACCESS_TOKEN_PHRASES, BILLING_PHRASES, CAPACITY_PHRASES, CHALLENGE_PHRASES,
+    CLOUD_REFUSED_PHRASES, EXPIRED_TOKEN_PHRASES, MODEL_PHRASES, OVERLOADED_PHRASES, PROXY_PHRASES,
+    RATE_WORDS, REFUSED_ACCOUNT_PHRASES, STRONG_BILLING_PHRASES, TOO_LARGE_PHRASES, contains_any,
+    has_word, invalid_key_phrase, requested_over_limit, status_in_text,
 };
 
 /// The rule that decided a classification; its name is stable (logs, `--explain`, docs).
@@ -250,6 +250,10 @@ fn decide_inner(
             Rule::GoogleCapacity,
             None,
         );
+    }
+    if google_quota && let Some(phrase) = contains_any(text, CAPACITY_PHRASES) {
+        let kind = transient(TransientCause::Overloaded);
+        return done(kind, first_code, Rule::GoogleCapacity, Some(phrase));
     }
     if google.has_reason("QUOTA_EXHAUSTED") {
         let reason = Some("QUOTA_EXHAUSTED".to_owned());

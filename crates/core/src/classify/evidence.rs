@@ -109,7 +109,7 @@ impl Evidence {
             text.push_str(raw);
         }
         let end = floor_char_boundary(&text, MAX_TEXT_BYTES);
-        self.text = text[..end].to_ascii_lowercase();
+        self.text = one_line_lower(&text[..end]);
     }
 
     /// Reads a JSON error envelope of any of the known shapes; `depth` counts nesting.
@@ -346,6 +346,17 @@ fn embedded_json(message: &str) -> Option<Value> {
         other => other.get("error").is_some(),
     };
     has_error.then_some(value)
+}
+
+/// Lower-cases ASCII and turns line breaks and tabs into spaces, so phrases match across the
+/// line wraps of terminals and logs ("invalid\nx-api-key").
+fn one_line_lower(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 pub(super) fn looks_like_code(text: &str) -> bool {

@@ -194,6 +194,16 @@ pub(super) const RATE_WORDS: &[&str] = &[
     "(rpm)",
     "(rpd)",
     "slow down",
+    "resource exhausted",
+    "resource has been exhausted",
+];
+
+/// Google's wording for a server (not a quota) without room: "The service is temporarily out of
+/// capacity", "No capacity available for model …".
+pub(super) const CAPACITY_PHRASES: &[&str] = &[
+    "out of capacity",
+    "no capacity available",
+    "capacity exhausted",
 ];
 
 /// A request the model or endpoint cannot take at its size: OpenAI/Groq "Request too large for
@@ -210,6 +220,7 @@ pub(super) const TOO_LARGE_PHRASES: &[&str] = &[
     "maximum context length",
     "context length",
     "context_length_exceeded",
+    "exceed context limit",
     "context window",
     "exceeds the model limit",
     "exceeds the maximum allowed",
