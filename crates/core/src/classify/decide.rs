@@ -421,7 +421,9 @@ fn decide_inner(
             Some(phrase),
         );
     }
-    if effective.is_none() && !evidence.html && rate_words.is_some() {
+    // A bare message, or an error frame inside a 2xx stream (OpenRouter passes an upstream
+    // 429 into a started stream, vercel/ai#2698), may say "rate limit" in words only.
+    if (effective.is_none() || in_stream) && !evidence.html && rate_words.is_some() {
         return done(
             rate_limited(evidence),
             first_code,
@@ -444,8 +446,8 @@ fn decide_inner(
         Some(500..=599) if overloaded_words => transient(TransientCause::Overloaded),
         Some(408 | 500..=599) => transient(TransientCause::ServerError),
         Some(200..=299) if in_stream && overloaded_words => transient(TransientCause::Overloaded),
-        Some(200..=299) if evidence.stream_error => transient(TransientCause::StreamError),
-        Some(200..=299) => transient(TransientCause::EmptyResponse),
+        // `decide` only comes here with an error found in the 2xx body.
+        Some(200..=299) => transient(TransientCause::StreamError),
         Some(_) => FailureKind::Other,
         None if evidence.empty => transient(TransientCause::Network),
         None if overloaded_words => transient(TransientCause::Overloaded),

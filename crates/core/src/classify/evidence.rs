@@ -89,6 +89,10 @@ impl Evidence {
                 trimmed[..floor_char_boundary(trimmed, MAX_TEXT_BYTES)].to_ascii_lowercase();
             return evidence;
         }
+        // An error envelope a client printed in its own syntax (Python's `{'error': {...}}`)
+        // inside a 2xx stream is still an error frame: the llm-d inference simulator's stream
+        // reports vLLM's context-length failure that way (llm-d/llm-d-inference-sim#596).
+        evidence.error_found |= printed_envelope(head);
         evidence.message = Some(trimmed.to_owned());
         evidence.finish(trimmed);
         evidence
@@ -376,6 +380,17 @@ pub(super) fn floor_char_boundary(text: &str, max: usize) -> usize {
         end -= 1;
     }
     end
+}
+
+/// Whether a body that is not JSON opens like an error envelope printed by a client:
+/// `{'error': …` (a Python dict) or `{"error": …` cut short.
+fn printed_envelope(head: &str) -> bool {
+    let compact: String = head
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .take(12)
+        .collect();
+    compact.starts_with("{'error':") || compact.starts_with("{\"error\":")
 }
 
 /// Finds the first error frame in a server-sent-event body: a `data:` line after

@@ -270,6 +270,9 @@ fn weak_families() {
     check(at(429, r#"{"error":{"message":"Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 30601.","type":"tokens","code":"rate_limit_exceeded"}}"#), "other rate_limit_exceeded");
     check(at(429, r#"{"error":{"message":"Rate limit reached for model `m` on tokens per minute (TPM): Limit 7000, Used 0, Requested ~12903. Please try again in 50s.","code":"rate_limit_exceeded"}}"#), "other rate_limit_exceeded");
     check(at(200, "data: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"context_length_exceeded\",\"message\":\"Your input exceeds the context window of this model.\"}}}\n\n"), "other context_length_exceeded");
+    // An envelope a client printed as a Python dict inside a 2xx stream is an error, not an empty answer.
+    check(at(200, "{'error': {'message': 'Rate limit exceeded', 'code': 429}}"), "rate_limited_account");
+    check(at(200, "{'error': {'message': \"This model's maximum context length is 1024 tokens.\"}}"), "other");
     // Per-day against per-minute Google quotas; capacity; plan quota.
     check(at(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}}"#), "billing_verified RESOURCE_EXHAUSTED");
     check(at(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"MODEL_CAPACITY_EXHAUSTED"}]}}"#), "transient_overloaded MODEL_CAPACITY_EXHAUSTED");
