@@ -118,7 +118,9 @@ pub(super) const ACCESS_TOKEN_PHRASES: &[&str] = &[
 /// Billing wording strong enough to win over a rate-limit code or a 429: a subscription's
 /// extra usage (Anthropic), a spending limit (xAI, Anthropic), a gateway budget (LiteLLM),
 /// arrears (DashScope `Arrearage`, Zhipu 1113 "您的账户已欠费"), an empty balance (DeepSeek
-/// "Insufficient Balance", SiliconFlow "paid balance is insufficient", Zhipu "余额不足").
+/// "Insufficient Balance", SiliconFlow "paid balance is insufficient", Zhipu "余额不足"), a
+/// subscription past due (Claude plans: "Your subscription payment is past due. Please pay your
+/// overdue invoice", anthropics/claude-code#64480).
 pub(super) const STRONG_BILLING_PHRASES: &[&str] = &[
     "extra usage",
     "spending limit",
