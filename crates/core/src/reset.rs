@@ -443,7 +443,13 @@ pub fn from_message(message: &str, now: Timestamp) -> Option<Timestamp> {
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    let lower = message[..end].to_ascii_lowercase();
+    // Clients wrap long messages ("Please try\nagain in 1.98s", Groq's as printed by a Python
+    // logger): any run of whitespace reads as one space.
+    let lower = message[..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
     let mut earliest: Option<Timestamp> = None;
     let mut keep = |at: Timestamp| {
         if at > now && earliest.is_none_or(|best| at < best) {

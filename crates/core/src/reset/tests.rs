@@ -102,6 +102,7 @@ fn message_phrases() {
     check(&[], "", "quotaResetDelay: 500ms", Some(500));
     check(&[], "", "You have reached your specified API usage limits. You will regain access on 2026-09-01 at 00:00 UTC.", Some(220_800_000));
     check(&[], "", "limit resets at 2026-08-29T11:40:00Z.", Some(3_600_000));
+    check(&[], "", "Used 2542, Requested 9855. Please try\nagain in 1.984999999s. Need more tokens?", Some(1_984));
     check(&[], "", "try again in a few minutes", None);
     check(&[], "", "try again later", None);
 }
