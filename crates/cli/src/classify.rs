@@ -2,7 +2,14 @@
 //!
 //! Single mode classifies one response given by flags (body from `--body`, `--body-file` or
 //! stdin) and prints a short block, or one JSON object with `--json`. Batch mode (`--batch`)
-//! reads JSON lines from stdin and writes exactly one JSON line per input line, in order.
+//! reads JSON lines from stdin and writes exactly one JSON line per input line, in order. Score
+//! mode (`--score FILE…`) classifies recorded answers with known meanings (the corpus format of
+//! `crates/core/tests/corpus/`) and prints accuracy per class and per provider.
+//!
+//! Replay: "now" is `--at TIME` for single answers, and each batch line's own `received_at`
+//! when it has one, so a recorded answer gets the reset it had when it was received; without
+//! them "now" is the clock, past absolute resets are dropped and relative ones count from now.
+//! `--explain` adds the rule that decided and the evidence it used.
 //!
 //! **Invariants:** a bad batch line yields `{"error": "…"}` for that line and the batch goes
 //! on; nothing here panics on input; only a failing stdin or stdout makes the command fail.
@@ -15,7 +22,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use credpool_core::classify::{ClassifyInput, classify, explain};
+use credpool_core::classify::score::{Case, Report, run_case};
+use credpool_core::classify::{ClassifyInput, Explanation, classify_explained, explain};
 use credpool_core::cooldown::{CooldownConfig, default_cooldown_secs};
 use credpool_core::{Classification, Clock, CredentialKind, SystemClock, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -51,9 +59,21 @@ pub struct ClassifyArgs {
         conflicts_with_all = ["status", "headers", "body", "body_file", "provider", "entry_kind"]
     )]
     batch: bool,
-    /// The current time (RFC 3339 or epoch seconds), for reproducible output.
-    #[arg(long, hide = true)]
-    now: Option<String>,
+    /// Score recorded answers with known meanings (corpus JSON lines) and print accuracy.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 1..,
+        conflicts_with_all = ["status", "headers", "body", "body_file", "provider", "entry_kind", "batch", "json"]
+    )]
+    score: Vec<PathBuf>,
+    /// Also say which rule decided and the evidence it used (code, status, words, header).
+    #[arg(long)]
+    explain: bool,
+    /// "Now" for the answer (RFC 3339 or epoch seconds): replays a recorded answer as of when
+    /// it was received. Batch lines carry their own `received_at`.
+    #[arg(long = "at", alias = "now", value_name = "TIME")]
+    at: Option<String>,
 }
 
 /// The credential kind as typed on the command line.
@@ -85,10 +105,16 @@ struct Verdict<'a> {
     reset_at: Option<String>,
     cooldown_s: Option<u64>,
     explanation: String,
+    /// With `--explain`: the rule that decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'static str>,
+    /// With `--explain`: the rule and its evidence in one line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<String>,
 }
 
 impl<'a> Verdict<'a> {
-    fn new(classification: &'a Classification, now: Timestamp) -> Self {
+    fn new(classification: &'a Classification, why: Option<&Explanation>, now: Timestamp) -> Self {
         Verdict {
             class: classification.kind.class().as_str(),
             kind: classification.kind.name(),
@@ -97,6 +123,8 @@ impl<'a> Verdict<'a> {
             reset_at: classification.reset_at.map(Timestamp::to_rfc3339),
             cooldown_s: default_cooldown_secs(classification, now),
             explanation: explain(classification),
+            rule: why.map(|why| why.rule.name()),
+            evidence: why.map(Explanation::to_line),
         }
     }
 }
@@ -114,16 +142,22 @@ struct BatchLine<'a> {
     body: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     entry_kind: Option<Cow<'a, str>>,
+    /// When the answer was received (RFC 3339): "now" for this line.
+    #[serde(default, borrow)]
+    received_at: Option<Cow<'a, str>>,
 }
 
 /// Runs `credpool classify`.
 pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
-    let now = match &args.now {
+    let now = match &args.at {
         Some(text) => parse_now(text)?,
         None => SystemClock.now(),
     };
+    if !args.score.is_empty() {
+        return run_score(&args.score);
+    }
     if args.batch {
-        run_batch(now)?;
+        run_batch(now, args.explain)?;
         return Ok(ExitCode::SUCCESS);
     }
     let headers = args
@@ -139,8 +173,9 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         headers: &headers,
         body: &body,
     };
-    let classification = classify(&input, now, CooldownConfig::default().reset_ceiling);
-    let verdict = Verdict::new(&classification, now);
+    let (classification, why) =
+        classify_explained(&input, now, CooldownConfig::default().reset_ceiling);
+    let verdict = Verdict::new(&classification, args.explain.then_some(&why), now);
     let mut out = io::stdout().lock();
     if args.json {
         serde_json::to_writer(&mut out, &verdict)?;
@@ -183,7 +218,11 @@ fn print_block(
     if let Some(message) = &classification.message {
         writeln!(out, "message      {message}")?;
     }
-    writeln!(out, "explanation  {}", verdict.explanation)
+    writeln!(out, "explanation  {}", verdict.explanation)?;
+    if let Some(evidence) = &verdict.evidence {
+        writeln!(out, "evidence     {evidence}")?;
+    }
+    Ok(())
 }
 
 fn parse_now(text: &str) -> anyhow::Result<Timestamp> {
@@ -191,7 +230,7 @@ fn parse_now(text: &str) -> anyhow::Result<Timestamp> {
         return Ok(Timestamp::from_secs(secs));
     }
     credpool_core::reset::parse_rfc3339(text)
-        .with_context(|| format!("--now {text:?} is neither RFC 3339 nor epoch seconds"))
+        .with_context(|| format!("--at {text:?} is neither RFC 3339 nor epoch seconds"))
 }
 
 fn parse_header(header: &str) -> anyhow::Result<(String, String)> {
@@ -223,8 +262,8 @@ fn read_body(args: &ClassifyArgs) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Reads JSON lines from stdin and writes one result line per input line.
-fn run_batch(now: Timestamp) -> anyhow::Result<()> {
-    match write_batch(now) {
+fn run_batch(now: Timestamp, with_rule: bool) -> anyhow::Result<()> {
+    match write_batch(now, with_rule) {
         // A closed reader (`… | head`) is not a failure of the batch.
         Err(error)
             if error
@@ -237,7 +276,7 @@ fn run_batch(now: Timestamp) -> anyhow::Result<()> {
     }
 }
 
-fn write_batch(now: Timestamp) -> anyhow::Result<()> {
+fn write_batch(now: Timestamp, with_rule: bool) -> anyhow::Result<()> {
     let ceiling = CooldownConfig::default().reset_ceiling;
     let mut input = io::stdin().lock();
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
@@ -255,8 +294,9 @@ fn write_batch(now: Timestamp) -> anyhow::Result<()> {
         number += 1;
         let text = trim_line_end(&line);
         match classify_line(text, now, ceiling, &mut headers) {
-            Ok(classification) => {
-                serde_json::to_writer(&mut out, &Verdict::new(&classification, now))
+            Ok((classification, why, line_now)) => {
+                let why = with_rule.then_some(&why);
+                serde_json::to_writer(&mut out, &Verdict::new(&classification, why, line_now))
                     .map_err(io::Error::from)?;
             }
             Err(error) => {
@@ -276,13 +316,14 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Classifies one batch line; the error is a short reason for that line's `{"error"}`.
+/// Classifies one batch line as of its `received_at` (else `now`); the error is a short reason
+/// for that line's `{"error"}`.
 fn classify_line(
     line: &[u8],
     now: Timestamp,
     ceiling: std::time::Duration,
     headers: &mut Vec<(String, String)>,
-) -> Result<Classification, String> {
+) -> Result<(Classification, Explanation, Timestamp), String> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err("empty line".to_owned());
     }
@@ -290,6 +331,11 @@ fn classify_line(
     let parsed: BatchLine<'_> =
         serde_json::from_str(text).map_err(|error| format!("not a valid input object: {error}"))?;
     let body = parsed.body.ok_or_else(|| "missing body".to_owned())?;
+    let now = match parsed.received_at.as_deref() {
+        None => now,
+        Some(at) => credpool_core::reset::parse_rfc3339(at)
+            .ok_or_else(|| format!("received_at {at:?} is not RFC 3339"))?,
+    };
     let entry_kind = match parsed.entry_kind.as_deref() {
         None => None,
         Some("oauth") => Some(CredentialKind::OAuth),
@@ -312,5 +358,49 @@ fn classify_line(
         headers,
         body: body.as_bytes(),
     };
-    Ok(classify(&input, now, ceiling))
+    let (classification, why) = classify_explained(&input, now, ceiling);
+    Ok((classification, why, now))
+}
+
+/// Scores corpus files: a table per class and per provider, the totals, then every miss.
+fn run_score(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let ceiling = CooldownConfig::default().reset_ceiling;
+    let mut report = Report::default();
+    let mut bad_lines = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        for (index, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let label = format!("{name}:{}", index + 1);
+            match Case::parse(line) {
+                Ok(case) => report.results.push(run_case(label, &case, ceiling)),
+                Err(error) => bad_lines.push(format!("{label}: {error}")),
+            }
+        }
+    }
+    let mut out = io::stdout().lock();
+    write!(out, "{}", report.table())?;
+    writeln!(
+        out,
+        "class accuracy {:.1} %, reset accuracy {:.1} % over {} lines",
+        100.0 * report.class_accuracy(),
+        100.0 * report.reset_accuracy(),
+        report.results.len()
+    )?;
+    for miss in report.mismatches() {
+        writeln!(out, "miss  {miss}")?;
+    }
+    for bad in &bad_lines {
+        writeln!(out, "error {bad}")?;
+    }
+    out.flush()?;
+    Ok(if bad_lines.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

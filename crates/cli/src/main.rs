@@ -10,6 +10,7 @@ mod chaos;
 mod classify;
 mod demo;
 mod serve;
+mod table;
 
 /// credpool: one owner for the credentials an LLM agent runtime shares.
 #[derive(Debug, Parser)]

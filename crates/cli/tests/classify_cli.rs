@@ -1,4 +1,5 @@
-//! `credpool classify` through the real binary: single mode, JSON mode and batch mode.
+//! `credpool classify` through the real binary: single mode, JSON mode, batch mode, replay
+//! (`--at`, `received_at`), `--explain` and `--score`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -11,7 +12,7 @@ const NOW: &str = "1788000000";
 fn run(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_credpool"))
         .arg("classify")
-        .args(["--now", NOW])
+        .args(["--at", NOW])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -140,4 +141,84 @@ fn batch_output_has_no_secrets() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains("AbCdEf0123"), "{text}");
     assert!(text.contains("auth_invalid_terminal"), "{text}");
+}
+
+/// A recorded answer is replayed as of its `received_at`: the absolute reset it carried is in
+/// the future then; classified "now" (`--at`, long after) the same answer has no reset.
+#[test]
+fn batch_replays_each_line_at_its_received_at() {
+    let body = r#"{\"error\":{\"type\":\"usage_limit_reached\",\"resets_at\":1777936568}}"#;
+    let input = format!(
+        "{{\"status\":429,\"body\":\"{body}\",\"received_at\":\"2026-05-04T19:24:56Z\"}}\n{{\"status\":429,\"body\":\"{body}\"}}\n{{\"status\":429,\"body\":\"\",\"received_at\":\"yesterday\"}}\n"
+    );
+    let output = run(&["--batch"], input.as_bytes());
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["class"], "billing");
+    assert_eq!(lines[0]["reset_at"], "2026-05-04T23:16:08Z");
+    assert_eq!(lines[0]["cooldown_s"], 13872);
+    assert_eq!(lines[1]["reset_at"], serde_json::Value::Null);
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("received_at"))
+    );
+}
+
+#[test]
+fn explain_names_the_rule_and_its_evidence() {
+    let output = run(
+        &[
+            "--status",
+            "429",
+            "--header",
+            "retry-after: 30",
+            "--body",
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Extra usage is required for long context requests."}}"#,
+            "--explain",
+            "--json",
+        ],
+        b"",
+    );
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["class"], "billing");
+    assert_eq!(lines[0]["rule"], "billing-words");
+    let evidence = lines[0]["evidence"].as_str().unwrap_or_default();
+    assert!(evidence.contains("matched \"extra usage\""), "{evidence}");
+    assert!(
+        evidence.contains("reset from header retry-after"),
+        "{evidence}"
+    );
+    assert!(evidence.contains("codes rate_limit_error"), "{evidence}");
+}
+
+#[test]
+fn score_prints_accuracy_per_class_and_provider() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"provider":"groq","status":413,"body":"Request too large","expected_class":"other","expected_reset_s":null}"#,
+            "\n",
+            r#"{"provider":"openai","status":429,"headers":{"retry-after":"30"},"body":"","expected_class":"rate_limited","expected_reset_s":30}"#,
+            "\n",
+            r#"{"provider":"openai","status":500,"body":"","expected_class":"billing","expected_reset_s":null}"#,
+            "\n"
+        ),
+    )
+    .expect("write cases");
+    let output = run(&["--score", file.to_str().expect("utf-8 path")], b"");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("| groq | 1 | 100.0 % | 100.0 % |"), "{text}");
+    assert!(text.contains("| openai | 2 | 50.0 % | 100.0 % |"), "{text}");
+    assert!(
+        text.contains("class accuracy 66.7 %, reset accuracy 100.0 % over 3 lines"),
+        "{text}"
+    );
+    assert!(
+        text.contains("miss  cases.jsonl:3 [openai] expected billing"),
+        "{text}"
+    );
 }

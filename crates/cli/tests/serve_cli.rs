@@ -743,6 +743,7 @@ fn admin_round_trip_against_a_running_service() {
     assert_eq!(lines.len(), 3, "{table}");
     for header in [
         "PROVIDER",
+        "ID",
         "LABEL",
         "FINGERPRINT",
         "STATUS",

@@ -6,7 +6,7 @@
 //! terminal auth failures are `Dead`.
 //!
 //! How the sources combine: reset hints from the provider (headers, JSON fields, message
-//! phrases) are parsed by [`crate::reset`] into one `reset_at` (the latest of them). When a
+//! phrases) are parsed by [`crate::reset`] into one `reset_at` (by tier, see there). When a
 //! reset time is present it *wins* over the table for throttles (a 30 s `Retry-After` benches a
 //! key for 30 s, not an hour). For billing the longer of the table and the reset time applies.
 //! Without a reset time the table applies, and a sole credential's non-billing throttle is cut

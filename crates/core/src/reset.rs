@@ -1,17 +1,26 @@
 //! Reset-time parsing: when a provider says a limit lifts.
 //!
-//! Providers state reset times in many places and shapes. This module turns all of them into
-//! one absolute [`Timestamp`]; [`crate::classify`] is its only caller in the request path.
+//! Providers state reset times in many places and shapes. This module turns them into one
+//! absolute [`Timestamp`]; [`crate::classify`] is its only caller in the request path.
 //!
-//! Sources, all read, combined by taking the **latest** (max) instant:
+//! Sources are read in four tiers; the first tier that yields a time decides, and within a tier
+//! the **earliest** time wins (the most specific statement about this failure):
 //!
-//! 1. headers: `retry-after-ms` (milliseconds), `Retry-After` (delay-seconds or an HTTP-date),
-//!    any `*ratelimit-reset*` header (`x-ratelimit-reset-requests: 6m0s`,
-//!    `anthropic-ratelimit-tokens-reset: <RFC 3339>`, `x-ratelimit-reset: <epoch>`);
-//! 2. JSON fields anywhere in the body (`retryDelay`, `quotaResetDelay`, `quotaResetTimeStamp`,
-//!    `resets_at`, `reset_at`, `retry_after`, `resets_in_seconds`, `retry_until`, …);
-//! 3. phrases in the provider's message (`try again in 1.98s`, `retry after 30 seconds`,
-//!    `resets in 4hr 5min`, `regain access on 2026-09-01 at 00:00 UTC`).
+//! 1. `Retry-After` / `retry-after-ms` headers: the provider's instruction for this response;
+//! 2. structured fields anywhere in the JSON body (`retryDelay`, `quotaResetDelay`,
+//!    `quotaResetTimeStamp`, `resets_at`, `resets_in_seconds`, `reset_at`, `retry_after`,
+//!    `X-RateLimit-Reset` copied into OpenRouter's metadata, …);
+//! 3. rate-limit bucket headers (`x-ratelimit-reset-requests: 6m0s`,
+//!    `anthropic-ratelimit-unified-reset: <epoch>`, `x-codex-primary-reset-after-seconds`):
+//!    when a sibling header marks buckets as exhausted (`…-remaining: 0`, `…-status: rejected`,
+//!    `…-used-percent: 100`) the **latest** of the exhausted buckets wins (all of them must
+//!    refill), otherwise the earliest bucket;
+//! 4. phrases in the provider's message (`try again in 1.98s`, `retry after 30 seconds`,
+//!    `resets in 9h22m20s`, `regain access on 2026-09-01 at 00:00 UTC`).
+//!
+//! So a structured field beats prose when the two disagree, and an explicit `Retry-After`
+//! beats both; bucket headers ride on every response and only decide when nothing more
+//! specific was said.
 //!
 //! Bare numbers where an instant is expected follow one rule ([`number_to_instant`]): above
 //! 10¹² they are epoch milliseconds, from 10⁹ up they are epoch seconds (10⁹ s is
@@ -44,7 +53,40 @@ const MAX_JSON_NODES: usize = 2_000;
 /// How much of a message is searched for phrases.
 const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 
-/// Returns when the provider says the limit lifts: the latest of every source, or `None`.
+/// Where a reset time was read, for explanations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetSource {
+    /// A `Retry-After`-like header, by name.
+    RetryHeader(String),
+    /// A field of the JSON body, by name.
+    BodyField(String),
+    /// A rate-limit bucket header, by name.
+    BucketHeader(String),
+    /// A phrase in the provider's message.
+    Message,
+}
+
+impl std::fmt::Display for ResetSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResetSource::RetryHeader(name) => write!(f, "header {name}"),
+            ResetSource::BodyField(name) => write!(f, "body field {name}"),
+            ResetSource::BucketHeader(name) => write!(f, "bucket header {name}"),
+            ResetSource::Message => f.write_str("message text"),
+        }
+    }
+}
+
+/// A reset time and where it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reset {
+    /// When the limit lifts, clamped to the ceiling.
+    pub at: Timestamp,
+    /// The source that decided.
+    pub source: ResetSource,
+}
+
+/// Returns when the provider says the limit lifts, by the tiers of the module docs, or `None`.
 ///
 /// `body` is the parsed JSON error (any shape); `message` is the provider's human-readable
 /// message or a plain-text body. The result is strictly after `now` and clamped to
@@ -56,17 +98,102 @@ pub fn reset_at(
     now: Timestamp,
     ceiling: Duration,
 ) -> Option<Timestamp> {
-    let from_headers = headers
+    find_reset(headers, body, message, now, ceiling).map(|reset| reset.at)
+}
+
+/// Like [`reset_at`], and says which source decided.
+pub fn find_reset(
+    headers: &[(String, String)],
+    body: Option<&Value>,
+    message: Option<&str>,
+    now: Timestamp,
+    ceiling: Duration,
+) -> Option<Reset> {
+    let retry_header = headers
         .iter()
-        .filter_map(|(name, value)| from_header(name, value, now))
-        .max();
-    let from_body = body.and_then(|value| from_json(value, now));
-    let from_text = message.and_then(|text| from_message(text, now));
-    let latest = [from_headers, from_body, from_text]
-        .into_iter()
-        .flatten()
-        .max()?;
-    clamp(latest, now, ceiling)
+        .filter(|(name, _)| is_retry_header(name))
+        .filter_map(|(name, value)| {
+            let at = from_header(name, value, now)?;
+            Some((
+                at,
+                ResetSource::RetryHeader(name.trim().to_ascii_lowercase()),
+            ))
+        })
+        .min_by_key(|(at, _)| *at);
+    let found = retry_header
+        .or_else(|| {
+            let (at, key) = body.and_then(|value| earliest_json_field(value, now))?;
+            Some((at, ResetSource::BodyField(key)))
+        })
+        .or_else(|| from_bucket_headers(headers, now))
+        .or_else(|| Some((from_message(message?, now)?, ResetSource::Message)))?;
+    let (at, source) = found;
+    Some(Reset {
+        at: clamp(at, now, ceiling)?,
+        source,
+    })
+}
+
+fn is_retry_header(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "retry-after" | "x-retry-after" | "retry-after-ms" | "x-retry-after-ms"
+    )
+}
+
+/// Reads the rate-limit bucket headers: the latest exhausted bucket, else the earliest bucket.
+fn from_bucket_headers(
+    headers: &[(String, String)],
+    now: Timestamp,
+) -> Option<(Timestamp, ResetSource)> {
+    let lower: Vec<(String, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim()))
+        .collect();
+    let sibling = |name: &str| lower.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    let mut exhausted: Option<(Timestamp, String)> = None;
+    let mut earliest: Option<(Timestamp, String)> = None;
+    for (name, value) in &lower {
+        // Overage (extra usage) windows are not the window that rejected the request.
+        if is_retry_header(name) || name.contains("overage") {
+            continue;
+        }
+        let at = if name.ends_with("-reset-after-seconds") {
+            parse_number(value).and_then(|secs| after(now, Duration::try_from_secs_f64(secs).ok()?))
+        } else if name.ends_with("-reset-at")
+            || name.contains("ratelimit-reset")
+            || name.ends_with("-reset")
+        {
+            parse_reset_value(value, now)
+        } else {
+            None
+        };
+        let Some(at) = at.filter(|at| *at > now) else {
+            continue;
+        };
+        let is_exhausted = [
+            name.replace("reset-after-seconds", "used-percent"),
+            name.replace("reset-at", "used-percent"),
+        ]
+        .iter()
+        .filter(|n| *n != name)
+        .filter_map(|n| sibling(n))
+        .any(|v| parse_number(v).is_some_and(|p| p >= 100.0))
+            || sibling(&name.replace("reset", "remaining")).is_some_and(|v| v == "0")
+            || sibling(&name.replace("reset", "status"))
+                .is_some_and(|v| v.eq_ignore_ascii_case("rejected"));
+        if is_exhausted {
+            if exhausted.as_ref().is_none_or(|(best, _)| at > *best) {
+                exhausted = Some((at, name.clone()));
+            }
+        } else if earliest.as_ref().is_none_or(|(best, _)| at < *best) {
+            earliest = Some((at, name.clone()));
+        }
+    }
+    exhausted
+        .or(earliest)
+        .map(|(at, name)| (at, ResetSource::BucketHeader(name)))
 }
 
 /// Keeps a reset only when it is after `now`, and caps it at `now + ceiling`.
@@ -205,12 +332,17 @@ fn unit_seconds(unit: &str) -> Option<f64> {
     Some(seconds)
 }
 
-/// Finds reset fields anywhere in a JSON body; returns the latest.
+/// Finds reset fields anywhere in a JSON body; returns the earliest.
 pub fn from_json(value: &Value, now: Timestamp) -> Option<Timestamp> {
+    earliest_json_field(value, now).map(|(at, _)| at)
+}
+
+/// The earliest reset field of a JSON body, with the field's name.
+fn earliest_json_field(value: &Value, now: Timestamp) -> Option<(Timestamp, String)> {
     let mut budget = MAX_JSON_NODES;
-    let mut latest = None;
-    walk_json(value, now, 0, &mut budget, &mut latest);
-    latest
+    let mut earliest = None;
+    walk_json(value, now, 0, &mut budget, &mut earliest);
+    earliest
 }
 
 fn walk_json(
@@ -218,7 +350,7 @@ fn walk_json(
     now: Timestamp,
     depth: usize,
     budget: &mut usize,
-    latest: &mut Option<Timestamp>,
+    earliest: &mut Option<(Timestamp, String)>,
 ) {
     if depth > MAX_JSON_DEPTH || *budget == 0 {
         return;
@@ -227,15 +359,17 @@ fn walk_json(
     match value {
         Value::Object(map) => {
             for (key, child) in map {
-                if let Some(at) = json_field(key, child, now) {
-                    *latest = (*latest).max(Some(at));
+                if let Some(at) = json_field(key, child, now)
+                    && earliest.as_ref().is_none_or(|(best, _)| at < *best)
+                {
+                    *earliest = Some((at, key.clone()));
                 }
-                walk_json(child, now, depth + 1, budget, latest);
+                walk_json(child, now, depth + 1, budget, earliest);
             }
         }
         Value::Array(items) => {
             for child in items {
-                walk_json(child, now, depth + 1, budget, latest);
+                walk_json(child, now, depth + 1, budget, earliest);
             }
         }
         _ => {}
@@ -262,13 +396,16 @@ fn json_field(key: &str, value: &Value, now: Timestamp) -> Option<Timestamp> {
             Duration::try_from_secs_f64(value.as_f64()? / 1000.0).ok()?,
         ),
         // Instants: RFC 3339 or epoch numbers.
-        "quotaresettimestamp" | "resetsat" | "resetat" | "retryuntil" | "resettime" => {
-            match value {
-                Value::Number(n) => number_to_instant(n.as_f64()?, now),
-                Value::String(s) => parse_reset_value(s, now),
-                _ => None,
-            }
-        }
+        "quotaresettimestamp"
+        | "resetsat"
+        | "resetat"
+        | "retryuntil"
+        | "resettime"
+        | "xratelimitreset" => match value {
+            Value::Number(n) => number_to_instant(n.as_f64()?, now),
+            Value::String(s) => parse_reset_value(s, now),
+            _ => None,
+        },
         _ => None,
     }?;
     (at > now).then_some(at)
@@ -283,6 +420,7 @@ const DELAY_ANCHORS: &[&str] = &[
     "retry-after",
     "resets in",
     "reset in",
+    "reset after",
     "retrydelay",
     "quotaresetdelay",
     "please wait",
@@ -299,14 +437,25 @@ const INSTANT_ANCHORS: &[&str] = &[
     "until",
 ];
 
-/// Finds reset phrases in a provider message; returns the latest.
+/// Finds reset phrases in a provider message; returns the earliest.
 pub fn from_message(message: &str, now: Timestamp) -> Option<Timestamp> {
     let mut end = message.len().min(MAX_MESSAGE_BYTES);
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    let lower = message[..end].to_ascii_lowercase();
-    let mut latest = None;
+    // Clients wrap long messages ("Please try\nagain in 1.98s", Groq's as printed by a Python
+    // logger): any run of whitespace reads as one space.
+    let lower = message[..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    let mut earliest: Option<Timestamp> = None;
+    let mut keep = |at: Timestamp| {
+        if at > now && earliest.is_none_or(|best| at < best) {
+            earliest = Some(at);
+        }
+    };
     for anchor in DELAY_ANCHORS {
         for (index, _) in lower.match_indices(anchor) {
             let rest = skip_separators(&lower[index + anchor.len()..]);
@@ -316,7 +465,7 @@ pub fn from_message(message: &str, now: Timestamp) -> Option<Timestamp> {
                 None => leading_number(rest).and_then(|n| Duration::try_from_secs_f64(n).ok()),
             };
             if let Some(at) = delay.and_then(|d| after(now, d)) {
-                latest = latest.max(Some(at));
+                keep(at);
             }
         }
     }
@@ -324,11 +473,11 @@ pub fn from_message(message: &str, now: Timestamp) -> Option<Timestamp> {
         for (index, _) in lower.match_indices(anchor) {
             let rest = skip_separators(&lower[index + anchor.len()..]);
             if let Some(at) = parse_instant_prefix(rest, now) {
-                latest = latest.max(Some(at));
+                keep(at);
             }
         }
     }
-    latest.filter(|at| *at > now)
+    earliest
 }
 
 fn skip_separators(text: &str) -> &str {

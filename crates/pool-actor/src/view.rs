@@ -11,10 +11,10 @@ use credpool_core::{
 };
 
 use credpool_store::QuarantinedRecord;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One entry as an admin sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryView {
     /// 1-based position in priority order.
     pub index: usize,
@@ -105,7 +105,7 @@ impl EntryView {
 }
 
 /// A provider's pool as an admin sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSnapshot {
     /// The provider.
     pub provider: ProviderId,
@@ -118,7 +118,7 @@ pub struct PoolSnapshot {
 }
 
 /// Counters of a pool since it started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStats {
     /// The provider.
     pub provider: Option<ProviderId>,
@@ -151,7 +151,7 @@ pub struct PoolStats {
 }
 
 /// One provider in the registry's list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderSummary {
     /// The provider.
     pub provider: ProviderId,

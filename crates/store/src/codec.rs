@@ -28,15 +28,13 @@
 //! - Decoding arbitrary bytes returns an error, never panics and never allocates past the limit.
 //! - Transient copies of secret values made here are zeroized when dropped.
 
-use std::collections::BTreeMap;
-
 use bincode::Options;
 use credpool_core::{
     ClientMetadata, CooldownCause, DeadReason, Entry, EntryId, EntryKind, Fingerprint, Generation,
     LastError, OAuthTokens, ProviderId, Secret, SecretSource, Status, Strategy, Timestamp, Usage,
 };
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::{ProviderState, QuarantinedRecord, RefreshMarker};
 
@@ -48,46 +46,6 @@ pub const RECORD_LIMIT: u64 = 1 << 20;
 
 /// The format version written by this build, for every record type.
 pub const FORMAT_V1: u8 = 1;
-
-/// The tree holding entries.
-pub const ENTRIES_TREE: &str = "entries";
-/// The tree holding provider state.
-pub const PROVIDERS_TREE: &str = "providers";
-/// The tree holding refresh markers.
-pub const MARKERS_TREE: &str = "markers";
-/// The tree holding quarantined records.
-pub const QUARANTINE_TREE: &str = "quarantine";
-
-/// Separates a provider name from the rest of a key.
-const SEPARATOR: u8 = 0;
-
-/// Why a record could not be encoded or decoded. Never contains a secret value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CodecError {
-    /// The record is empty: not even a version byte.
-    #[error("record is empty")]
-    Empty,
-    /// The version byte names a format this build does not know.
-    #[error("unknown record format version {0}")]
-    UnknownVersion(u8),
-    /// The payload is malformed, truncated, oversize or has trailing bytes.
-    #[error("malformed record: {0}")]
-    Malformed(String),
-    /// The payload decoded but a field is invalid (a fingerprint, a secret that does not match
-    /// its fingerprint).
-    #[error("invalid record: {0}")]
-    Invalid(String),
-    /// The stored record is larger than [`RECORD_LIMIT`].
-    #[error("record of {0} bytes exceeds the size limit")]
-    TooLarge(usize),
-    /// The record is larger than [`RECORD_LIMIT`] or cannot be serialized.
-    #[error("record cannot be encoded: {0}")]
-    Encode(String),
-    /// A provider name contains a NUL byte, which the key layout reserves.
-    #[error("provider name contains a nul byte")]
-    ProviderName,
-}
 
 fn options() -> impl Options {
     bincode::DefaultOptions::new()
@@ -136,236 +94,13 @@ fn describe(error: &bincode::Error) -> String {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Keys
+mod error;
+mod keys;
+mod records;
 
-/// Returns the key prefix shared by every record of `provider` (`provider ++ 0x00`).
-pub fn provider_prefix(provider: &ProviderId) -> Result<Vec<u8>, CodecError> {
-    let name = provider.as_str().as_bytes();
-    if name.contains(&SEPARATOR) {
-        return Err(CodecError::ProviderName);
-    }
-    let mut key = Vec::with_capacity(name.len() + 9);
-    key.extend_from_slice(name);
-    key.push(SEPARATOR);
-    Ok(key)
-}
-
-/// Returns the key of an entry (and of its refresh marker).
-pub fn entry_key(provider: &ProviderId, entry: EntryId) -> Result<Vec<u8>, CodecError> {
-    let mut key = provider_prefix(provider)?;
-    key.extend_from_slice(&entry.0.to_be_bytes());
-    Ok(key)
-}
-
-/// Returns the key of a provider's state.
-pub fn provider_key(provider: &ProviderId) -> Result<Vec<u8>, CodecError> {
-    let mut key = provider_prefix(provider)?;
-    key.pop();
-    Ok(key)
-}
-
-/// Returns the quarantine key of a record found under `key` in `tree` for `provider`.
-pub fn quarantine_key(
-    provider: &ProviderId,
-    tree: &str,
-    key: &[u8],
-) -> Result<Vec<u8>, CodecError> {
-    let mut out = provider_prefix(provider)?;
-    out.extend_from_slice(tree.as_bytes());
-    out.push(SEPARATOR);
-    out.extend_from_slice(key);
-    Ok(out)
-}
-
-/// Returns the provider named by the first component of a key, if it is valid text.
-pub fn provider_of_key(key: &[u8]) -> Option<ProviderId> {
-    let end = key
-        .iter()
-        .position(|&b| b == SEPARATOR)
-        .unwrap_or(key.len());
-    let name = std::str::from_utf8(&key[..end]).ok()?;
-    (!name.is_empty()).then(|| ProviderId::new(name))
-}
-
-/// Returns the entry id at the end of an entry or marker key.
-pub fn entry_id_of_key(key: &[u8]) -> Option<EntryId> {
-    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
-    Some(EntryId(u64::from_be_bytes(tail)))
-}
-
-/// Renders a key of `tree` for humans: `tree/provider/entry-id`, with any byte that is not
-/// printable shown as `\xNN`.
-pub fn printable_key(tree: &str, key: &[u8]) -> String {
-    let provider_end = key.iter().position(|&b| b == SEPARATOR);
-    let parsed = match provider_end {
-        Some(end) if key.len() == end + 9 => std::str::from_utf8(&key[..end])
-            .ok()
-            .zip(entry_id_of_key(key))
-            .map(|(provider, id)| format!("{tree}/{provider}/{id}")),
-        None => std::str::from_utf8(key)
-            .ok()
-            .filter(|text| text.chars().all(|c| !c.is_control()))
-            .map(|provider| format!("{tree}/{provider}")),
-        Some(_) => None,
-    };
-    parsed.unwrap_or_else(|| {
-        let mut out = format!("{tree}/");
-        for &byte in key {
-            if byte.is_ascii_graphic() {
-                out.push(char::from(byte));
-            } else {
-                out.push_str(&format!("\\x{byte:02x}"));
-            }
-        }
-        out
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Secret text
-
-/// A secret value inside a decoded record; zeroized when dropped unless moved into a
-/// [`Secret`] (which zeroizes it itself).
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct SecretText(String);
-
-impl SecretText {
-    fn into_secret(mut self) -> Secret {
-        Secret::new(std::mem::take(&mut self.0))
-    }
-}
-
-impl Drop for SecretText {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Record types, version 1. `S` is `&str` when encoding (borrowing the live secret, no copy)
-// and `SecretText` when decoding, so both directions share one layout.
-
-#[derive(Serialize, Deserialize)]
-struct EntryRecordV1<S> {
-    id: u64,
-    label: String,
-    source: SourceRecordV1,
-    priority: u32,
-    weight: u32,
-    base_url: Option<String>,
-    generation: u64,
-    usage: UsageRecordV1,
-    status: StatusRecordV1,
-    model_cooldowns: BTreeMap<String, i64>,
-    last_error: Option<LastErrorRecordV1>,
-    last_refresh_at: Option<i64>,
-    credential: CredentialRecordV1<S>,
-}
-
-/// A secret's fingerprint (absent when the secret was empty) and, when owned, its value.
-#[derive(Serialize, Deserialize)]
-struct SecretFieldV1<S> {
-    fingerprint: Option<String>,
-    value: Option<S>,
-}
-
-#[derive(Serialize, Deserialize)]
-enum CredentialRecordV1<S> {
-    ApiKey {
-        key: SecretFieldV1<S>,
-    },
-    OAuth {
-        access: SecretFieldV1<S>,
-        refresh: Option<SecretFieldV1<S>>,
-        expires_at: Option<i64>,
-        client: ClientRecordV1,
-    },
-}
-
-#[derive(Serialize, Deserialize)]
-enum SourceRecordV1 {
-    Manual,
-    EnvVar { name: String },
-    File { path: String },
-    OAuthGrant,
-}
-
-#[derive(Serialize, Deserialize)]
-struct UsageRecordV1 {
-    selections: u64,
-    successes: u64,
-    failures: u64,
-    refreshes: u64,
-    last_used_at: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize)]
-enum StatusRecordV1 {
-    Ok,
-    CoolingDown { until: i64, cause: CauseRecordV1 },
-    Dead { reason: String, since: i64 },
-}
-
-#[derive(Serialize, Deserialize)]
-enum CauseRecordV1 {
-    Auth,
-    RateLimited,
-    Billing,
-    RefreshFailed,
-    Other,
-}
-
-#[derive(Serialize, Deserialize)]
-struct LastErrorRecordV1 {
-    kind: String,
-    status: Option<u16>,
-    reason: Option<String>,
-    message: Option<String>,
-    at: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ClientRecordV1 {
-    client_id: Option<String>,
-    token_endpoint: Option<String>,
-    scope: Option<String>,
-    obtained_at: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ProviderStateRecordV1 {
-    strategy: StrategyRecordV1,
-    round_robin_cursor: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-enum StrategyRecordV1 {
-    FillFirst,
-    RoundRobin,
-    Random,
-    LeastUsed,
-    WeightedRandom,
-}
-
-#[derive(Serialize, Deserialize)]
-struct MarkerRecordV1 {
-    provider: String,
-    entry: u64,
-    generation: u64,
-    refresh_fingerprint: String,
-    started_at: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct QuarantineRecordV1 {
-    provider: Option<String>,
-    key: String,
-    error: String,
-    quarantined_at: i64,
-    raw: Vec<u8>,
-}
+pub use self::error::CodecError;
+pub use self::keys::*;
+use self::records::*;
 
 // ---------------------------------------------------------------------------------------------
 // Entries

@@ -4,24 +4,14 @@
 //! **Invariant:** only fields of the redacted views are shown (labels, fingerprints,
 //! statuses, counters); nothing here can see a secret.
 
+use credpool::PoolSnapshot;
 use serde_json::Value;
 
 use super::AdminCommand;
+use crate::table::{self, table};
 
 fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-/// `1h02m`, `4m59s`, `12s`.
-fn duration(secs: u64) -> String {
-    let (hours, minutes, seconds) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    if hours > 0 {
-        format!("{hours}h{minutes:02}m")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds:02}s")
-    } else {
-        format!("{seconds}s")
-    }
 }
 
 /// An RFC 3339 time from epoch milliseconds.
@@ -29,96 +19,12 @@ fn time(millis: i64) -> String {
     credpool::Timestamp(millis).to_rfc3339()
 }
 
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        let mut text = padded.join("  ").trim_end().to_owned();
-        text.push('\n');
-        text
-    };
-    let mut out = line(headers.to_vec());
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
-}
-
-fn status_cell(entry: &Value) -> String {
-    let status = str_of(entry, "status");
-    let mut cell = match status {
-        "cooling_down" => format!("cooling_down ({})", str_of(entry, "cooldown_cause")),
-        "dead" => format!("dead ({})", str_of(entry, "dead_reason")),
-        other => other.to_owned(),
-    };
-    if entry.get("missing_secret").and_then(Value::as_bool) == Some(true) {
-        cell.push_str(", no secret");
-    }
-    cell
-}
-
-/// The status table: one row per entry of every snapshot.
+/// The status table, from the snapshots' JSON (the typed views the pools answered).
 pub fn status(snapshots: &Value) -> String {
-    let mut rows = Vec::new();
-    let empty = Vec::new();
-    for snapshot in snapshots.as_array().unwrap_or(&empty) {
-        let provider = str_of(snapshot, "provider");
-        for entry in snapshot
-            .get("entries")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty)
-        {
-            rows.push(vec![
-                provider.to_owned(),
-                str_of(entry, "label").to_owned(),
-                str_of(entry, "fingerprint").to_owned(),
-                status_cell(entry),
-                entry
-                    .get("cooldown_remaining_s")
-                    .and_then(Value::as_u64)
-                    .map_or_else(|| "-".to_owned(), duration),
-                entry
-                    .get("token_expires_at")
-                    .and_then(Value::as_i64)
-                    .map_or_else(|| "-".to_owned(), time),
-                entry
-                    .get("generation")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    .to_string(),
-                entry
-                    .pointer("/usage/selections")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    .to_string(),
-            ]);
-        }
+    match serde_json::from_value::<Vec<PoolSnapshot>>(snapshots.clone()) {
+        Ok(snapshots) => table::status(&snapshots),
+        Err(error) => format!("cannot read the pools' answer: {error}\n"),
     }
-    if rows.is_empty() {
-        return "no entries\n".to_owned();
-    }
-    table(
-        &[
-            "PROVIDER",
-            "LABEL",
-            "FINGERPRINT",
-            "STATUS",
-            "COOLDOWN",
-            "TOKEN EXPIRES",
-            "GEN",
-            "USES",
-        ],
-        &rows,
-    )
 }
 
 fn entry_line(verb: &str, provider: &str, entry: &Value) -> String {
@@ -127,7 +33,10 @@ fn entry_line(verb: &str, provider: &str, entry: &Value) -> String {
         str_of(entry, "label"),
         str_of(entry, "id"),
         str_of(entry, "fingerprint"),
-        status_cell(entry),
+        serde_json::from_value::<credpool::EntryView>(entry.clone()).map_or_else(
+            |_| str_of(entry, "status").to_owned(),
+            |view| table::status_cell(&view)
+        ),
         entry.get("index").and_then(Value::as_u64).unwrap_or(0),
     )
 }
@@ -256,47 +165,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    #[test]
-    fn durations_are_short() {
-        for (secs, expected) in [
-            (0, "0s"),
-            (59, "59s"),
-            (60, "1m00s"),
-            (299, "4m59s"),
-            (3720, "1h02m"),
-        ] {
-            assert_eq!(duration(secs), expected);
-        }
-    }
-
-    #[test]
-    fn the_status_table_has_one_row_per_entry() {
-        let snapshots = serde_json::json!([{
-            "provider": "openai",
-            "entries": [
-                {"label": "k1", "fingerprint": "sha256:ab12", "status": "cooling_down",
-                 "cooldown_cause": "rate_limited", "cooldown_remaining_s": 299,
-                 "token_expires_at": null, "generation": 3, "usage": {"selections": 42},
-                 "missing_secret": false},
-                {"label": "k2", "fingerprint": "sha256:cd34", "status": "dead",
-                 "dead_reason": "invalid_grant", "generation": 1, "usage": {"selections": 0},
-                 "token_expires_at": 1788000000000_i64, "missing_secret": true}
-            ]
-        }]);
-        let text = status(&snapshots);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines[0].starts_with("PROVIDER  LABEL"), "{text}");
-        assert!(lines[1].contains("cooling_down (rate_limited)") && lines[1].contains("4m59s"));
-        assert!(lines[1].ends_with("3    42"), "{text}");
-        assert!(
-            lines[2].contains("dead (invalid_grant), no secret"),
-            "{text}"
-        );
-        assert!(lines[2].contains("2026-08-29T10:40:00Z"), "{text}");
-        assert_eq!(status(&serde_json::json!([])), "no entries\n");
-    }
 
     #[test]
     fn events_are_one_line_each() {

@@ -135,7 +135,8 @@ fn xai() {
     check(at(403, bad_credentials).key(), "auth_expired unauthenticated:bad-credentials");
     check(bare("xai request failed: unauthenticated:bad-credentials"), "auth_expired unauthenticated:bad-credentials");
     check(at(403, "bad-credentials").p("xai-oauth"), "auth_expired bad-credentials");
-    check(at(403, r#"{"code":"The caller does not have permission to execute the specified operation","error":"permission denied: team is blocked"}"#).p("xai-oauth"), "other");
+    // A blocked team needs a person, like a disabled organization: refused, not `other`.
+    check(at(403, r#"{"code":"The caller does not have permission to execute the specified operation","error":"permission denied: team is blocked"}"#).p("xai-oauth"), "auth_invalid");
     check(at(400, r#"{"code":"Client specified an invalid argument","error":"Incorrect API key provided: xa***yz. You can obtain an API key from https://console.x.ai."}"#).p("xai"), "auth_invalid_terminal");
     check(at(429, r#"{"code":"Some resource has been exhausted","error":"Your team abc has either used all available credits or reached its monthly spending limit. To continue making API requests, please purchase more credits or raise your spending limit."}"#).p("xai-oauth"), "billing_unverified");
     check(at(403, r#"{"code":"The caller does not have permission to execute the specified operation","error":"Your newly created team doesn't have any credits yet. You can purchase credits on https://console.x.ai."}"#), "billing_unverified");
@@ -165,7 +166,8 @@ fn openrouter() {
     check(at(402, r#"{"error":{"code":402,"message":"Insufficient credits. Add more using https://openrouter.ai/settings/credits"}}"#).p("openrouter"), "billing_verified");
     check(at(401, r#"{"error":{"code":401,"message":"No auth credentials found"}}"#).p("openrouter"), "auth_invalid");
     check(at(401, r#"{"error":{"code":401,"message":"User not found."}}"#).p("openrouter"), "auth_invalid");
-    check(at(429, r#"{"error":{"code":429,"message":"Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day","metadata":{"headers":{"X-RateLimit-Limit":"50"}}}}"#).p("openrouter"), "billing_unverified");
+    // A per-day request cap is a throttle with a reset, not billing because it mentions credits.
+    check(at(429, r#"{"error":{"code":429,"message":"Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day","metadata":{"headers":{"X-RateLimit-Limit":"50"}}}}"#).p("openrouter"), "rate_limited_account");
     check(at(403, r#"{"error":{"code":403,"message":"gpt-4o requires moderation on OpenAI. Your input was flagged for \"harassment\"","metadata":{"reasons":["harassment"],"flagged_input":"…"}}}"#), "other");
     check(at(503, r#"{"error":{"code":503,"message":"No allowed providers are available for the selected model."}}"#), "transient_overloaded");
     check(at(200, r#"{"error":{"code":429,"message":"Rate limit exceeded"}}"#), "rate_limited_account");
@@ -218,8 +220,9 @@ fn plain_text_html_and_transport() {
     check(at(520, ""), "transient_proxy");
     check(at(524, "error code: 524"), "transient_proxy");
     check(at(502, "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"), "transient_proxy");
-    check(at(403, "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head><body>cf-chl</body></html>"), "transient_proxy");
-    check(at(403, "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head></html>"), "transient_proxy");
+    // A challenge or block page does not pass by retrying: the request (client) must change.
+    check(at(403, "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head><body>cf-chl</body></html>"), "other");
+    check(at(403, "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head></html>"), "other");
     check(at(403, "<html><head><title>403 Forbidden</title></head><body>nginx</body></html>"), "other");
     check(at(404, "<html><body>Not Found</body></html>"), "other");
     check(at(403, "Forbidden"), "other");
@@ -258,6 +261,59 @@ fn non_utf8_bodies_are_read_lossily() {
     let mut input = bare("");
     input.body = vec![0x80, 0x81, 0x82];
     check(input, "transient_network");
+}
+
+#[test]
+#[rustfmt::skip]
+fn weak_families() {
+    // Request size: the request must shrink, whatever the code says.
+    check(at(429, r#"{"error":{"message":"Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 30601.","type":"tokens","code":"rate_limit_exceeded"}}"#), "other rate_limit_exceeded");
+    check(at(429, r#"{"error":{"message":"Rate limit reached for model `m` on tokens per minute (TPM): Limit 7000, Used 0, Requested ~12903. Please try again in 50s.","code":"rate_limit_exceeded"}}"#), "other rate_limit_exceeded");
+    check(at(200, "data: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"context_length_exceeded\",\"message\":\"Your input exceeds the context window of this model.\"}}}\n\n"), "other context_length_exceeded");
+    // An envelope a client printed as a Python dict inside a 2xx stream is an error, not an empty answer.
+    check(at(200, "{'error': {'message': 'Rate limit exceeded', 'code': 429}}"), "rate_limited_account");
+    check(at(200, "{'error': {'message': \"This model's maximum context length is 1024 tokens.\"}}"), "other");
+    // Per-day against per-minute Google quotas; capacity; plan quota.
+    check(at(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}}"#), "billing_verified RESOURCE_EXHAUSTED");
+    check(at(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"MODEL_CAPACITY_EXHAUSTED"}]}}"#), "transient_overloaded MODEL_CAPACITY_EXHAUSTED");
+    check(at(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"QUOTA_EXHAUSTED"}]}}"#), "billing_verified QUOTA_EXHAUSTED");
+    // A subscription window rejected in the headers, against a plain throttle.
+    check(at(429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Error"}}"#).h("anthropic-ratelimit-unified-status", "rejected"), "billing_verified rate_limit_error");
+    check(at(429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Error"}}"#).h("anthropic-ratelimit-unified-status", "allowed"), "rate_limited_account rate_limit_error");
+    // A refused key stays refused on a provider that also issues OAuth grants.
+    check(at(401, r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#).p("anthropic"), "auth_invalid_terminal authentication_error");
+    // Accounts a person must fix.
+    check(at(401, r#"{"error":{"message":"The OpenAI account associated with this API key has been deactivated.","type":"invalid_request_error","code":null}}"#), "auth_invalid invalid_request_error");
+    check(at(403, r#"{"error":{"code":403,"message":"Your API key was reported as leaked. Please use another API key.","status":"PERMISSION_DENIED"}}"#), "auth_invalid PERMISSION_DENIED");
+    // AWS: the error type in a header; an expired session token.
+    check(at(429, r#"{"message":"Too many requests, please wait before trying again."}"#).h("x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"), "rate_limited_account ThrottlingException");
+    check(at(403, r#"{"message":"The security token included in the request is expired"}"#).key(), "auth_expired");
+    // Billing beyond 402.
+    check(at(402, r#"{"error":{"code":402,"status":"RESOURCE_EXHAUSTED","message":"x"}}"#), "billing_verified RESOURCE_EXHAUSTED");
+    check(at(400, r#"{"code":"Arrearage","message":"Access denied, please make sure your account is in good standing."}"#), "billing_verified Arrearage");
+    check(at(400, r#"{"error":{"message":"Budget has been exceeded! Current cost: 1.2, Max budget: 1.0","type":"budget_exceeded","code":"400"}}"#), "billing_verified budget_exceeded");
+}
+
+#[test]
+fn explanations_name_the_rule_and_the_evidence() {
+    let input = at(429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Extra usage is required for long context requests."}}"#).h("retry-after", "30");
+    let (got, why) = classify_explained(
+        &ClassifyInput {
+            provider: None,
+            entry_kind: None,
+            status: input.status,
+            headers: &input.headers,
+            body: &input.body,
+        },
+        NOW,
+        CEILING,
+    );
+    assert_eq!(got.kind.name(), "billing_unverified");
+    assert_eq!(why.rule, Rule::BillingWords);
+    assert_eq!(
+        why.to_line(),
+        "rule billing-words; status 429; codes rate_limit_error; matched \"extra usage\"; reset from header retry-after"
+    );
 }
 
 /// Reset times found through `classify`, in seconds after `NOW`.

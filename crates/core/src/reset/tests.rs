@@ -48,11 +48,28 @@ fn headers() {
     check(&[("retry-after", "soon")], "", "", None);
 }
 
+/// The first tier that gives a time decides: retry headers, body fields, bucket headers, prose.
 #[test]
 #[rustfmt::skip]
-fn several_sources_take_the_latest() {
-    check(&[ ("retry-after", "20"), ("anthropic-ratelimit-requests-reset", "2026-08-29T10:40:05Z"), ("anthropic-ratelimit-tokens-reset", "2026-08-29T10:41:00Z"), ], "", "", Some(60_000));
-    check(&[("retry-after", "5")], r#"{"error":{"details":[{"retryDelay":"30s"}]}}"#, "try again in 10s", Some(30_000));
+fn sources_decide_by_tier() {
+    check(&[ ("retry-after", "20"), ("anthropic-ratelimit-requests-reset", "2026-08-29T10:40:05Z"), ("anthropic-ratelimit-tokens-reset", "2026-08-29T10:41:00Z"), ], "", "", Some(20_000));
+    check(&[("retry-after", "5")], r#"{"error":{"details":[{"retryDelay":"30s"}]}}"#, "try again in 10s", Some(5_000));
+    // A structured field wins over prose when they disagree.
+    check(&[], r#"{"error":{"details":[{"retryDelay":"30s"}]}}"#, "try again in 10s", Some(30_000));
+    check(&[("x-ratelimit-reset-requests", "6m0s")], "", "Please try again in 2s.", Some(360_000));
+    // Within a tier, the earliest.
+    check(&[], r#"{"a":{"retry_after":12},"b":{"resets_in_seconds":600}}"#, "", Some(12_000));
+    check(&[], "", "retry after 30 seconds, or wait until 2026-08-29T11:40:00Z", Some(30_000));
+}
+
+/// Bucket headers: the latest exhausted bucket (all must refill), else the earliest bucket.
+#[test]
+#[rustfmt::skip]
+fn bucket_headers() {
+    check(&[("x-ratelimit-reset-requests", "6m0s"), ("x-ratelimit-reset-tokens", "174ms")], "", "", Some(174));
+    check(&[("x-ratelimit-reset-requests", "6m0s"), ("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-tokens", "174ms"), ("x-ratelimit-remaining-tokens", "950")], "", "", Some(360_000));
+    check(&[("anthropic-ratelimit-unified-reset", "1788003600"), ("anthropic-ratelimit-unified-status", "rejected"), ("anthropic-ratelimit-unified-7d-reset", "1788400000"), ("anthropic-ratelimit-unified-7d-status", "allowed")], "", "", Some(3_600_000));
+    check(&[("x-codex-primary-reset-after-seconds", "7200"), ("x-codex-primary-used-percent", "100"), ("x-codex-secondary-reset-after-seconds", "600"), ("x-codex-secondary-used-percent", "40")], "", "", Some(7_200_000));
 }
 
 #[test]
@@ -85,6 +102,7 @@ fn message_phrases() {
     check(&[], "", "quotaResetDelay: 500ms", Some(500));
     check(&[], "", "You have reached your specified API usage limits. You will regain access on 2026-09-01 at 00:00 UTC.", Some(220_800_000));
     check(&[], "", "limit resets at 2026-08-29T11:40:00Z.", Some(3_600_000));
+    check(&[], "", "Used 2542, Requested 9855. Please try\nagain in 1.984999999s. Need more tokens?", Some(1_984));
     check(&[], "", "try again in a few minutes", None);
     check(&[], "", "try again later", None);
 }

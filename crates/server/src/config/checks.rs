@@ -10,8 +10,8 @@ use credpool_refresher::endpoint::HostRateLimit;
 use credpool_refresher::policy::token_url_problem;
 use toml::Spanned;
 
-use super::ConfigError;
 use super::raw::{RawProvider, RawRefresher};
+use super::source::ConfigError;
 use super::source::Source;
 
 pub(super) fn resolve(base: &Path, path: &Path) -> PathBuf {

@@ -19,11 +19,10 @@
 //!   never echoed: it is likely a secret typed where its variable's name belongs.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use credpool::{PoolConfig, ProviderId, ProviderRegistry, RefresherConfig, Secret};
+use credpool::{PoolConfig, ProviderId, ProviderRegistry, RefresherConfig};
 
 mod checks;
 mod raw;
@@ -34,6 +33,7 @@ pub use self::checks::{NOT_AN_ENV_VAR_NAME, is_env_var_name};
 use self::checks::{provider_spec, refresher_config, resolve};
 use self::raw::RawConfig;
 use self::seeds::seed_of;
+pub use self::seeds::{SecretFrom, Seed, SeedCredential};
 use self::source::Source;
 pub use self::source::{ConfigError, elide_strings};
 
@@ -66,59 +66,6 @@ pub struct ServeConfig {
     pub refresher: RefresherConfig,
     /// Entries to add when the store holds none with their label.
     pub seeds: Vec<Seed>,
-}
-
-/// An entry from the file, added at start unless the store already has its label.
-#[derive(Debug, Clone)]
-pub struct Seed {
-    /// The provider.
-    pub provider: ProviderId,
-    /// The label (unique per provider, case-insensitive).
-    pub label: String,
-    /// What the secret is and where it comes from.
-    pub credential: SeedCredential,
-    /// Priority (lower is preferred); `None` puts it last.
-    pub priority: Option<u32>,
-    /// Weight for `weighted_random`.
-    pub weight: Option<u32>,
-    /// The endpoint the credential is bound to; `None` takes the provider's.
-    pub base_url: Option<String>,
-    /// A token endpoint for this grant only.
-    pub token_url: Option<String>,
-    /// An OAuth client id for this grant only.
-    pub client_id: Option<String>,
-}
-
-/// The credential of a seeded entry.
-#[derive(Debug, Clone)]
-pub enum SeedCredential {
-    /// A static API key.
-    ApiKey(SecretFrom),
-    /// An OAuth grant known by its refresh token (the first access token comes from a
-    /// refresh).
-    RefreshToken(SecretFrom),
-}
-
-/// Where a seeded secret is read from.
-#[derive(Clone)]
-pub enum SecretFrom {
-    /// An environment variable of the service (borrowed: never written to the store).
-    Env(String),
-    /// A file (borrowed: never written to the store), path resolved against the config file.
-    File(PathBuf),
-    /// Inline in the config file (owned: written to the store); needs
-    /// `allow_inline_secrets = true`.
-    Inline(Secret),
-}
-
-impl fmt::Debug for SecretFrom {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretFrom::Env(name) => write!(f, "env:{name}"),
-            SecretFrom::File(path) => write!(f, "file:{}", path.display()),
-            SecretFrom::Inline(_) => f.write_str("inline"),
-        }
-    }
 }
 
 impl ServeConfig {
