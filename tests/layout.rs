@@ -79,7 +79,10 @@ fn paths_named(text: &str, here: &[String]) -> Vec<Vec<String>> {
             // `use super::{a, b::C}` names `a` and `b`, each a path of its own.
             let consumed: usize = tail.iter().map(|part| part.len() + 2).sum();
             let after = rest.get(consumed..).unwrap_or_default();
-            match after.strip_prefix('{').and_then(|list| list.split('}').next()) {
+            match after
+                .strip_prefix('{')
+                .and_then(|list| list.split('}').next())
+            {
                 Some(list) => {
                     for item in list.split(',') {
                         let first: String = item

@@ -285,13 +285,18 @@ fn write_batch(now: Timestamp, with_rule: bool) -> anyhow::Result<()> {
     let mut number = 0_u64;
     loop {
         line.clear();
-        let read = input
-            .read_until(b'\n', &mut line)
-            .context("cannot read stdin")?;
-        if read == 0 {
+        let read = read_capped_line(&mut input, &mut line).context("cannot read stdin")?;
+        let Some(complete) = read else {
             break;
-        }
+        };
         number += 1;
+        if !complete {
+            let error = format!("line {number}: too long (over {MAX_LINE_BYTES} bytes)");
+            serde_json::to_writer(&mut out, &serde_json::json!({ "error": error }))
+                .map_err(io::Error::from)?;
+            out.write_all(b"\n")?;
+            continue;
+        }
         let text = trim_line_end(&line);
         match classify_line(text, now, ceiling, &mut headers) {
             Ok((classification, why, line_now)) => {
@@ -309,6 +314,42 @@ fn write_batch(now: Timestamp, with_rule: bool) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The longest batch line read, in bytes; a longer one is answered with an error and skipped
+/// without being held in memory.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads one line of at most [`MAX_LINE_BYTES`] into `line`: `None` at the end of the input,
+/// `Some(true)` for a whole line, `Some(false)` for a longer one (whose rest is read and
+/// dropped, a buffer at a time).
+fn read_capped_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<bool>> {
+    let limit = u64::try_from(MAX_LINE_BYTES).unwrap_or(u64::MAX);
+    let read = input.by_ref().take(limit + 1).read_until(b'\n', line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    let content = line.len() - usize::from(line.ends_with(b"\n"));
+    if content <= MAX_LINE_BYTES {
+        return Ok(Some(true));
+    }
+    line.clear();
+    loop {
+        let buffer = input.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(Some(false));
+        }
+        match buffer.iter().position(|b| *b == b'\n') {
+            Some(at) => {
+                input.consume(at + 1);
+                return Ok(Some(false));
+            }
+            None => {
+                let length = buffer.len();
+                input.consume(length);
+            }
+        }
+    }
 }
 
 fn trim_line_end(line: &[u8]) -> &[u8] {

@@ -222,3 +222,22 @@ fn score_prints_accuracy_per_class_and_provider() {
         "{text}"
     );
 }
+
+#[test]
+fn an_over_long_batch_line_is_refused_alone() {
+    let good = b"{\"status\":401,\"body\":\"\",\"entry_kind\":\"api-key\"}\n";
+    let mut input = Vec::new();
+    input.extend_from_slice(good);
+    // 17 MiB on one line (over the 16 MiB cap), then the batch goes on.
+    input.extend_from_slice(b"{\"status\":401,\"body\":\"");
+    input.resize(input.len() + 17 * 1024 * 1024, b'a');
+    input.extend_from_slice(b"\"}\n");
+    input.extend_from_slice(good);
+    let output = run(&["--batch"], &input);
+    assert!(output.status.success());
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["kind"], "auth_invalid");
+    assert_eq!(lines[1]["error"], "line 2: too long (over 16777216 bytes)");
+    assert_eq!(lines[2]["kind"], "auth_invalid");
+}

@@ -4,251 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
-use serde_json::Value;
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_credpool");
-
-/// How long a server gets to start or stop.
-const STARTUP: Duration = Duration::from_secs(30);
-
-/// A `credpool serve` child; killed on drop.
-struct Server {
-    child: Option<Child>,
-    url: String,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Starts `credpool serve --config <config>` with extra environment variables, waits for
-    /// the listening line.
-    fn start(config: &Path, env: &[(&str, &str)]) -> Server {
-        let log = config.with_extension(format!("{}.log", unique()));
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("spawn credpool serve");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("credpool serve: listening on ") {
-                    let _ = sender.send(url.trim().to_owned());
-                }
-            }
-        });
-        let mut server = Server {
-            child: Some(child),
-            url: String::new(),
-            log,
-        };
-        match receiver.recv_timeout(STARTUP) {
-            Ok(url) => server.url = url,
-            Err(_) => {
-                let status = server.child.as_mut().unwrap().try_wait().unwrap();
-                panic!(
-                    "serve did not start (status {status:?}); log:\n{}",
-                    server.log_text()
-                );
-            }
-        }
-        server
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit.
-    fn terminate(mut self) -> (ExitStatus, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return (status, self.log_text());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "serve did not stop after SIGTERM; log:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A temp dir with a config file; `extra` is appended after the base keys.
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Setup {
-    fn new(extra: &str) -> Setup {
-        Setup::with_top_level("", extra)
-    }
-
-    /// `top` goes first (top-level keys), then `data_dir` and `[admin]`, then `extra`.
-    fn with_top_level(top: &str, extra: &str) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("credpool.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{top}data_dir = \"data\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\n{extra}"
-            ),
-        )
-        .unwrap();
-        Setup { dir, config }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn token_file(&self) -> PathBuf {
-        self.dir.path().join("admin.token")
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.token_file())
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn serve(&self, env: &[(&str, &str)]) -> Server {
-        Server::start(&self.config, env)
-    }
-}
-
-/// A blocking HTTP call through a small runtime (the tests stay synchronous).
-fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let mut request = client.request(method.parse().unwrap(), url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_owned());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
-    })
-}
-
-/// The server's `/metrics` text.
-fn metrics(url: &str, token: &str) -> String {
-    http("GET", &format!("{url}/metrics"), Some(token), None).1
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|error| panic!("{error}: {text}"))
-}
-
-/// Runs `credpool admin` with `args`.
-fn admin(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    command.arg("admin").args(args).stdin(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("run credpool admin")
-}
-
-/// Runs `credpool serve` on a config expected to be refused, killing it (and failing) if it
-/// is still running after [`STARTUP`] instead of hanging the test.
-fn serve_to_the_end(config: &Path) -> Output {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + STARTUP;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "serve accepted the config and kept running; log:\n{}",
-                stderr(&output)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "admin failed: {}\nstdout: {}\nstderr: {}",
-        output.status,
-        stdout(output),
-        stderr(output)
-    );
-}
-
-// ---------------------------------------------------------------- serve
+use support::*;
 
 #[test]
 fn healthz_needs_no_token_and_everything_else_does() {
@@ -588,39 +349,6 @@ fn a_second_serve_on_a_running_data_dir_says_the_store_is_locked() {
     assert!(stderr(&output).contains("is locked"), "{}", stderr(&output));
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_seeded_grant_is_refreshed_at_a_loopback_token_url_and_the_rotated_pair_wins_at_restart() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -678,24 +406,6 @@ fn a_seeded_grant_is_refreshed_at_a_loopback_token_url_and_the_rotated_pair_wins
 }
 
 // ---------------------------------------------------------------- admin
-
-/// `credpool admin --url … --token-file …` plus `args`.
-fn online(setup: &Setup, server: &Server, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let token_file = setup.token_file();
-    let mut all = vec![
-        "--url",
-        server.url.as_str(),
-        "--token-file",
-        token_file.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    admin(&all, env)
-}
-
-fn status_json(output: &Output) -> Value {
-    assert_ok(output);
-    json(&stdout(output))
-}
 
 #[test]
 fn admin_round_trip_against_a_running_service() {
@@ -811,7 +521,7 @@ fn admin_round_trip_against_a_running_service() {
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("404"), "{}", stderr(&missing));
     let wrong = setup.dir.path().join("wrong.token");
-    std::fs::write(&wrong, "not-the-token").unwrap();
+    std::fs::write(&wrong, "not-the-token-but-long-enough-to-be-sent").unwrap();
     let refused = admin(
         &[
             "--url",
@@ -1206,7 +916,7 @@ fn an_added_grants_token_url_must_be_on_the_providers_domain() {
 fn plain_http_off_loopback_is_refused_by_admin_and_warned_about_by_serve() {
     let setup = Setup::new("");
     let token_file = setup.dir.path().join("some.token");
-    std::fs::write(&token_file, "sk-canary-admin-token").unwrap();
+    std::fs::write(&token_file, "sk-canary-admin-token-long-enough-0123").unwrap();
     let token_file = token_file.to_str().unwrap();
     let refused = admin(
         &[

@@ -283,6 +283,10 @@ pub(crate) struct Subscribers {
 impl Subscribers {
     /// Adds a subscriber, replaying the history after its `since` first.
     pub(crate) fn subscribe(&mut self, subscription: Subscription) {
+        // Subscribers that left are dropped here too, not only at the next event: a pool
+        // without events must not keep every subscriber that ever came.
+        self.subscribers
+            .retain(|subscriber| !subscriber.sender.is_closed());
         let mut subscriber = Subscriber {
             sender: subscription.sender,
             missed: 0,

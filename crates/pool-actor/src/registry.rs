@@ -229,6 +229,9 @@ impl Actor for RegistryActor {
                 let _ = reply.send(result);
             }
             RegistryMsg::SubscribeAll(subscription) => {
+                state
+                    .all_subscribers
+                    .retain(|subscription| !subscription.sender.is_closed());
                 for running in state.pools.values() {
                     let _ = running
                         .actor

@@ -231,6 +231,9 @@ async fn token_endpoint_fault_matrix() {
         cooling(TokenFault::NotFound),
         cooling(TokenFault::Oversized(2 * 1024 * 1024)),
         cooling(TokenFault::LostResponse),
+        // The code echoes the refresh token: it is never repeated, the grant dies with a
+        // fixed reason (a 400 refusal in the server's own words).
+        dead(TokenFault::EchoedToken, "unknown_error"),
     ];
     let covered: BTreeSet<String> = rows.iter().map(|row| variant_name(&row.fault)).collect();
     assert_eq!(

@@ -3,7 +3,8 @@
 //! **Invariants:**
 //! - A new token file is created exclusively with mode 0600 (never world- or group-readable,
 //!   not even for an instant) and holds 32 random bytes as 64 hex digits.
-//! - An existing file is read, never rewritten; an empty one is an error, not "no auth".
+//! - An existing file is read, never rewritten; an empty one is an error, not "no auth", and
+//!   so is one shorter than [`MIN_TOKEN_CHARS`].
 //! - The token is a [`Secret`]: redacted in `Debug`, compared without early exit.
 
 use std::io::Write;
@@ -13,6 +14,10 @@ use std::path::Path;
 use anyhow::Context;
 use credpool::Secret;
 use rand::RngCore;
+
+/// The shortest admin token accepted, in characters: a guessable token protects nothing. A
+/// created token has 64 hex digits.
+pub const MIN_TOKEN_CHARS: usize = 32;
 
 /// Reads the token from `path`, creating the file with a random token when it is absent.
 ///
@@ -58,6 +63,13 @@ pub fn read(path: &Path) -> anyhow::Result<Secret> {
     );
     if token.is_empty() {
         anyhow::bail!("the admin token file {} is empty", path.display());
+    }
+    let length = token.expose().trim().chars().count();
+    if length < MIN_TOKEN_CHARS {
+        anyhow::bail!(
+            "the admin token in {} has {length} characters; at least {MIN_TOKEN_CHARS} are required (delete the file to have a random one created)",
+            path.display()
+        );
     }
     if let Ok(metadata) = std::fs::metadata(path)
         && metadata.permissions().mode() & 0o077 != 0
@@ -108,11 +120,17 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_token_file_is_an_error() {
+    fn an_empty_or_short_token_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin.token");
         std::fs::write(&path, "\n").unwrap();
         assert!(load_or_create(&path).is_err());
+        std::fs::write(&path, "x\n").unwrap();
+        let error = load_or_create(&path).unwrap_err().to_string();
+        assert!(error.contains("at least 32"), "{error}");
+        assert!(!error.contains(" x"), "the token is never quoted: {error}");
+        std::fs::write(&path, format!("{}\n", "k".repeat(MIN_TOKEN_CHARS))).unwrap();
+        assert!(load_or_create(&path).is_ok());
     }
 
     #[test]

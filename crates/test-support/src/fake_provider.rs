@@ -98,6 +98,9 @@ pub enum TokenFault {
     NotFound,
     /// Redeems the token (rotates it), then closes the connection without answering.
     LostResponse,
+    /// `400 {"error":"weird_<the refresh token sent>"}`: a provider echoing its input in a
+    /// code-shaped error (credpool must never repeat it).
+    EchoedToken,
 }
 
 /// How an API key answers the API routes.

@@ -51,6 +51,14 @@ pub async fn run(args: &AdminArgs) -> anyhow::Result<Value> {
     // Only `refresh` may reach a token endpoint; every other command runs without a
     // refresher, so a due or empty token is neither refreshed nor benched.
     let refreshing = matches!(args.command, AdminCommand::Refresh { .. });
+    // Where the service holding the store would listen, for the hint below.
+    let (listen, token_file) = match &config {
+        Some(config) => (config.listen.to_string(), config.token_file.clone()),
+        None => (
+            credpool_server::config::DEFAULT_LISTEN.to_owned(),
+            data_dir.join(credpool_server::config::DEFAULT_TOKEN_FILE),
+        ),
+    };
     let pool = builder
         .refresher(refresher)
         .refreshing(refreshing)
@@ -59,7 +67,8 @@ pub async fn run(args: &AdminArgs) -> anyhow::Result<Value> {
         .await
         .map_err(|error| match error {
             CredpoolError::Store(StoreError::Locked { path }) => anyhow::anyhow!(
-                "store at {path} is locked: another process holds it (a running `credpool serve`?); use `credpool admin --url http://127.0.0.1:7878 --token-file PATH` instead"
+                "store at {path} is locked: another process holds it (a running `credpool serve`?); use `credpool admin --url http://{listen} --token-file {}` instead",
+                token_file.display()
             ),
             other => anyhow::Error::new(other).context(format!("cannot open the store at {}", data_dir.display())),
         })?;

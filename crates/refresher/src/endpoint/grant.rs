@@ -288,10 +288,53 @@ pub fn classify_failure(status: u16, retry_after: Option<Duration>, body: &[u8])
     }
 }
 
+/// Other codes token endpoints are known to answer (RFC 6749 §5.2, RFC 6750, OpenID Connect,
+/// the providers' own), kept as they are.
+const OTHER_KNOWN_CODES: &[&str] = &[
+    "unsupported_grant_type",
+    "invalid_scope",
+    "insufficient_scope",
+    "expired_token",
+    "consent_required",
+    "login_required",
+    "interaction_required",
+    "account_selection_required",
+    "forbidden",
+    "unauthorized",
+    // OpenAI- and Anthropic-style error types, xAI's credential code.
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "unauthenticated:bad-credentials",
+];
+
+/// What an error code nobody listed becomes: a provider's free-form code may echo input — a
+/// refresh token has the shape of a code — so only known codes travel into errors, logs,
+/// dead reasons and admin answers.
+pub const UNKNOWN_CODE: &str = "unknown_error";
+
+/// Keeps a known code; any other becomes [`UNKNOWN_CODE`], logged by length and a hash
+/// prefix only (enough to tell two unknown codes apart, nothing of the value).
+fn known_code(code: &str) -> String {
+    let known = TERMINAL_CODES
+        .iter()
+        .chain(DENIED_CODES)
+        .chain(BUSY_CODES)
+        .chain(OTHER_KNOWN_CODES)
+        .any(|known| *known == code);
+    if known {
+        return code.to_owned();
+    }
+    let hash = credpool_core::Secret::new(code).fingerprint();
+    tracing::debug!(length = code.len(), %hash, "token endpoint answered an unknown error code");
+    UNKNOWN_CODE.to_owned()
+}
+
 /// Extracts the OAuth error code from a JSON error body: `error` as a string (RFC 6749 §5.2),
-/// else `error.code` / `error.type` (OpenAI), else a top-level `code`. Codes that do not look
-/// like codes (too long, odd characters) are dropped, so a provider echoing input cannot put
-/// a token into our errors.
+/// else `error.code` / `error.type` (OpenAI), else a top-level `code`. Text that does not
+/// look like a code (too long, odd characters) is skipped, and a code-shaped value that is
+/// not a known code becomes [`UNKNOWN_CODE`]: a provider echoing input cannot put a token
+/// into our errors.
 pub fn oauth_error_code(body: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let candidates = [
@@ -305,7 +348,7 @@ pub fn oauth_error_code(body: &[u8]) -> Option<String> {
         .flatten()
         .map(str::trim)
         .find(|code| is_code_like(code))
-        .map(str::to_ascii_lowercase)
+        .map(|code| known_code(&code.to_ascii_lowercase()))
 }
 
 fn is_code_like(code: &str) -> bool {

@@ -73,11 +73,14 @@ pub(super) fn seed_of(
     allow_inline: bool,
     loopback: bool,
 ) -> Result<Seed, ConfigError> {
-    let label = raw.label.get_ref().trim().to_owned();
     let label_span = Some(raw.label.span());
-    if label.is_empty() {
-        return Err(source.error(label_span, "label", "must not be empty"));
-    }
+    let label = match credpool::admin::check_label(raw.label.get_ref()) {
+        Ok(label) => label.to_owned(),
+        Err(credpool::PoolError::Invalid(problem)) => {
+            return Err(source.error(label_span, "label", problem));
+        }
+        Err(other) => return Err(source.error(label_span, "label", other.to_string())),
+    };
     let mut sources = Vec::new();
     if let Some(name) = &raw.api_key_env {
         let name = env_var_name(source, name, "api_key_env")?;

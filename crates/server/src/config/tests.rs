@@ -414,3 +414,78 @@ fn the_full_example_in_config_md_parses() {
         ["https://auth.x.ai/oauth2/token"]
     );
 }
+
+#[test]
+fn a_secret_pasted_on_a_line_of_its_own_is_never_quoted() {
+    for secret in [
+        "dGhpc2lzYXNlY3JldGtleXZhbHVl==",
+        "c2VjcmV0a2V5d2l0aHBhZGRpbmc=",
+        "sk-proj-AbCdEf0123456789=",
+        "3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c=",
+    ] {
+        let text = format!("data_dir = \"state\"\n{secret}\n");
+        let error = parse(&text).expect_err(&text).to_string();
+        let stem = secret.trim_end_matches('=');
+        assert!(
+            !error.contains(stem),
+            "{error:?} quotes the secret {secret:?}"
+        );
+        assert!(error.contains("line 2"), "{error}");
+    }
+    // An unknown key that looks like a key is named (a typo is easy to find).
+    let error = parse("data_dir = \"state\"\nstrategy_typo = 1\n").unwrap_err();
+    assert!(error.to_string().contains("strategy_typo"), "{error}");
+    // One that does not is not.
+    let error = parse("data_dir = \"state\"\nsk_live_AbCd0123456789xyz = 1\n").unwrap_err();
+    assert!(!error.to_string().contains("AbCd0123"), "{error}");
+}
+
+#[test]
+fn admin_limits_have_defaults_and_are_checked() {
+    let config = parse("data_dir = \"state\"\n").unwrap();
+    assert_eq!(
+        config.max_connections,
+        crate::listener::DEFAULT_MAX_CONNECTIONS
+    );
+    assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+    let config =
+        parse("data_dir = \"state\"\n[admin]\nmax_connections = 64\nheader_read_timeout_s = 3\n")
+            .unwrap();
+    assert_eq!(config.max_connections, 64);
+    assert_eq!(config.header_read_timeout, Duration::from_secs(3));
+    check_error(
+        "data_dir = \"state\"\n[admin]\nmax_connections = 0\n",
+        "admin.max_connections",
+        3,
+        "at least 1",
+    );
+}
+
+#[test]
+fn labels_are_printable_and_bounded() {
+    let entry = |label: &str| {
+        format!(
+            "data_dir = \"state\"\n[[providers]]\nid = \"openai\"\n[[providers.entries]]\nlabel = {label}\napi_key_env = \"K\"\n"
+        )
+    };
+    check_error(
+        &entry("\"a\\nERROR forged\""),
+        "label",
+        5,
+        "control characters",
+    );
+    check_error(
+        &entry("\"evil\\u001b[31m\""),
+        "label",
+        5,
+        "control characters",
+    );
+    check_error(
+        &entry(&format!("\"{}\"", "x".repeat(129))),
+        "label",
+        5,
+        "longer than 128",
+    );
+    check_error(&entry("\"  \""), "label", 5, "must not be empty");
+    assert!(parse(&entry("\"team key\"")).is_ok());
+}

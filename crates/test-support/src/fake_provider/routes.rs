@@ -158,6 +158,13 @@ async fn token(
             tokio::time::sleep(shared.config.timeout_hold).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
+        Some(TokenFault::EchoedToken) => {
+            let sent = fields.get("refresh_token").cloned().unwrap_or_default();
+            json_response(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("weird_{sent}") }),
+            )
+        }
         Some(fault) => fault_response(&fault),
     };
     *lock(&shared.last_token_answer) = Some(std::time::Instant::now());
@@ -167,6 +174,7 @@ async fn token(
 /// The answer of a fault that does not involve the grant.
 fn fault_response(fault: &TokenFault) -> Response {
     match fault {
+        TokenFault::EchoedToken => StatusCode::BAD_REQUEST.into_response(),
         TokenFault::Status500 => oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
