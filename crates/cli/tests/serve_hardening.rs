@@ -186,3 +186,113 @@ fn a_label_that_would_forge_a_log_line_is_refused() {
     assert!(exit.success());
     assert!(!log.contains("forged"), "{log}");
 }
+
+/// A tmpfs for a test; unmounted (lazily) on drop. `None` where mounting is not allowed.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .ok()?;
+        status.status.success().then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_and_the_service_restarts_once_space_is_back() {
+    let Some(tmpfs) = Tmpfs::mount("3m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (run as root to test a full disk)");
+        return;
+    };
+    let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
+    let data_dir = tmpfs.0.path().join("data");
+    std::fs::write(
+        &setup.config,
+        std::fs::read_to_string(&setup.config).unwrap().replace(
+            "data_dir = \"data\"",
+            &format!("data_dir = \"{}\"", data_dir.display()),
+        ),
+    )
+    .unwrap();
+    let mut server = setup.serve(&[]);
+    let token = setup.token();
+    let entries = format!("{}/v1/providers/openai/entries", server.url);
+    let add = |label: &str| {
+        let body = format!(
+            r#"{{"label":"{label}","api_key":"sk-{label}-{}"}}"#,
+            "k".repeat(200)
+        );
+        http("POST", &entries, Some(&token), Some(&body))
+    };
+    assert_eq!(add("before").0, 201);
+
+    // Fill the disk, then write until the store refuses.
+    let filler = tmpfs.0.path().join("filler");
+    {
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file
+            .write_all(&block)
+            .and_then(|()| file.sync_all())
+            .is_ok()
+        {}
+    }
+    let refused = (0..20)
+        .map(|n| add(&format!("full-{n}")))
+        .find(|(status, _)| *status != 201);
+    let (status, text) = refused.expect("a full disk refuses a write");
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(json(&text)["error"]["code"], "store_failed", "{text}");
+    let (status, text) = http("GET", &format!("{}/healthz", server.url), None, None);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("store failing"), "{text}");
+    assert!(metrics(&server.url, &token).contains("credpool_store_failing 1"));
+
+    // Space is back: the service stops on its own to reopen its store.
+    std::fs::remove_file(&filler).unwrap();
+    let mut child = server.child.take().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(75), "{}", server.log_text());
+    assert!(server.log_text().contains("stopping to reopen it"));
+
+    let again = setup.serve(&[]);
+    let (_, text) = http(
+        "GET",
+        &entries.replace(&server.url, &again.url),
+        Some(&token),
+        None,
+    );
+    let labels: Vec<String> = json(&text)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["label"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(labels.contains(&"before".to_owned()), "{labels:?}");
+    let (exit, log) = again.terminate();
+    assert!(exit.success(), "{log}");
+}

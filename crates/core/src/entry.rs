@@ -157,6 +157,9 @@ impl DeadReason {
     pub const CREDENTIAL_PERSIST_FAILED: &'static str = "credential_persist_failed";
     /// A refresh was interrupted by a crash and the provider rejected the retry.
     pub const REFRESH_INTERRUPTED: &'static str = "refresh_interrupted";
+    /// The store came back with an older generation of this grant than it had committed
+    /// (damage accepted by an operator): its stored refresh token may be spent.
+    pub const STORE_ROLLED_BACK: &'static str = "store_rolled_back";
 
     /// Builds a reason from its code.
     pub fn new(code: impl Into<String>) -> Self {

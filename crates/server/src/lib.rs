@@ -27,6 +27,7 @@ pub mod seed;
 mod service;
 pub mod signals;
 pub mod token;
+pub mod watchdog;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -67,6 +68,8 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let outcome = runtime.block_on(service::serve(config));
     // A blocking read still running (a stalled disk) does not hold the exit up.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    outcome?;
-    Ok(ExitCode::SUCCESS)
+    match outcome? {
+        service::Stop::Signal(_) => Ok(ExitCode::SUCCESS),
+        service::Stop::ReopenStore => Ok(ExitCode::from(watchdog::RESTART_EXIT_CODE)),
+    }
 }

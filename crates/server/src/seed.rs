@@ -8,9 +8,12 @@
 //! - Borrowed secrets (env var, file) are added with their source, so the store keeps only
 //!   their fingerprint and the pool re-reads them at every start.
 //! - No secret value reaches a log line: a missing source is logged by name only.
+//! - A borrowed OAuth grant is never seeded with a refresh token this data dir already sent,
+//!   nor into a data dir that was used before and lost its store (a replay revokes the
+//!   grant): the start fails and says why.
 
-use credpool::admin::Ensure;
-use credpool::{AdminClient, NewEntry, Secret};
+use credpool::admin::{Ensure, Snapshot};
+use credpool::{AdminClient, NewEntry, Secret, Store, Target};
 use credpool_core::{ClientMetadata, EntryKind, OAuthTokens, SecretSource};
 use credpool_store::read_secret_file;
 
@@ -95,11 +98,26 @@ pub fn new_entry(seed: &Seed) -> (NewEntry, bool) {
 ///
 /// # Errors
 /// A pool cannot be read or refuses an entry.
-pub async fn seed(admin: &AdminClient, seeds: &[Seed]) -> anyhow::Result<SeedReport> {
+pub async fn seed(
+    admin: &AdminClient,
+    store: &dyn Store,
+    used_before: bool,
+    seeds: &[Seed],
+) -> anyhow::Result<SeedReport> {
     let mut report = SeedReport::default();
     for seed in seeds {
         let provider = &seed.provider;
+        let held = admin
+            .run(provider, Snapshot)
+            .await?
+            .resolve(&Target(seed.label.clone()))
+            .is_ok_and(|entry| entry.label.eq_ignore_ascii_case(&seed.label));
+        if held {
+            report.kept += 1;
+            continue;
+        }
         let (entry, missing) = new_entry(seed);
+        refuse_spent_seed(seed, &entry, store, used_before)?;
         let ensured = admin.run(provider, Ensure(entry)).await.map_err(|error| {
             anyhow::anyhow!("cannot seed entry {:?} of {provider}: {error}", seed.label)
         })?;
@@ -119,6 +137,43 @@ pub async fn seed(admin: &AdminClient, seeds: &[Seed]) -> anyhow::Result<SeedRep
         report.added += 1;
     }
     Ok(report)
+}
+
+/// Refuses to seed a borrowed OAuth grant whose refresh token this data dir already spent,
+/// or any borrowed grant into a data dir that lost its store: sending a spent refresh token
+/// is a replay, and the provider revokes the whole grant for it.
+fn refuse_spent_seed(
+    seed: &Seed,
+    entry: &NewEntry,
+    store: &dyn Store,
+    used_before: bool,
+) -> anyhow::Result<()> {
+    let SeedCredential::RefreshToken(from @ (SecretFrom::Env(_) | SecretFrom::File(_))) =
+        &seed.credential
+    else {
+        return Ok(());
+    };
+    let EntryKind::OAuth(tokens) = &entry.kind else {
+        return Ok(());
+    };
+    let Some(refresh) = tokens.refresh.as_ref().filter(|r| !r.is_empty()) else {
+        return Ok(());
+    };
+    if store.refresh_token_spent(&refresh.fingerprint()) {
+        anyhow::bail!(
+            "entry {:?} of {}: the refresh token in {from:?} was already sent by this data dir (its grant was refreshed, then removed or lost); seeding it again would replay a spent token and get the grant revoked — sign in again and put the new refresh token there",
+            seed.label,
+            seed.provider
+        );
+    }
+    if used_before && store.history_is_new() {
+        anyhow::bail!(
+            "entry {:?} of {}: this data dir was used before (it has an admin token) but its store is new — it lost its state, and the refresh token in {from:?} may be spent; restore a backup (`credpool admin restore`), or sign in again and put a new refresh token there",
+            seed.label,
+            seed.provider
+        );
+    }
+    Ok(())
 }
 
 fn entry_source(seed: &Seed) -> &SecretFrom {

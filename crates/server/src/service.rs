@@ -19,7 +19,7 @@ use crate::token;
 /// How long open connections get to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<Stop> {
     // Watched from the start, so a signal during start-up still stops cleanly.
     let mut signals = Signals::new()?;
     let mut builder = Credpool::builder()
@@ -34,7 +34,7 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         started = builder.start() => started,
         signal = signals.wait() => {
             tracing::info!(signal, "stopped during start-up");
-            return Ok(());
+            return Ok(Stop::Signal(signal));
         }
     };
     let pool = match started {
@@ -55,18 +55,34 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .shutdown()
         .await
         .context("shutdown did not flush cleanly");
-    outcome?;
+    let stop = outcome?;
+    if stop == Stop::ReopenStore {
+        // The broken store could not flush; what it took before it broke is on disk.
+        if let Err(error) = stopped {
+            tracing::warn!(error = %format!("{error:#}"), "stopped with the store refusing writes");
+        }
+        tracing::info!("stopped to reopen the store");
+        return Ok(stop);
+    }
     stopped?;
     tracing::info!("stopped; store flushed");
-    Ok(())
+    Ok(stop)
 }
 
 async fn run_service(
     pool: &Credpool,
     config: &ServeConfig,
     mut signals: Signals,
-) -> anyhow::Result<()> {
-    let report = seed::seed(&pool.admin(), &config.seeds).await?;
+) -> anyhow::Result<Stop> {
+    // Before the token file is created this start: its presence means an earlier run.
+    let used_before = config.token_file.exists();
+    let report = seed::seed(
+        &pool.admin(),
+        pool.store().as_ref(),
+        used_before,
+        &config.seeds,
+    )
+    .await?;
     tracing::info!(
         added = report.added,
         kept = report.kept,
@@ -125,13 +141,32 @@ async fn run_service(
         limits,
         stop_receiver.clone(),
     ));
-    let signal = signals.wait().await;
-    tracing::info!(signal, "shutting down: no new connections");
+    let restart =
+        crate::watchdog::restart_needed(Arc::clone(pool.store()), config.data_dir.clone());
+    let stop = tokio::select! {
+        signal = signals.wait() => Stop::Signal(signal),
+        () = restart => Stop::ReopenStore,
+    };
+    match stop {
+        Stop::Signal(signal) => tracing::info!(signal, "shutting down: no new connections"),
+        Stop::ReopenStore => {
+            tracing::info!("shutting down to reopen the store: no new connections")
+        }
+    }
     let _ = stop_sender.send(true);
     drain(server, DRAIN_TIMEOUT).await;
     // `Credpool::shutdown` (the caller's next step) lets exchanges in flight finish and be
     // committed before the pools stop.
-    Ok(())
+    Ok(stop)
+}
+
+/// Why the service stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// A stop signal.
+    Signal(&'static str),
+    /// The store broke and the disk takes writes again: a restart reopens it.
+    ReopenStore,
 }
 
 /// Gives the (gracefully stopping) server task `timeout` to finish its requests; past it, the

@@ -25,6 +25,7 @@ pub mod codec;
 mod fixtures;
 mod health;
 mod hydrate;
+pub mod manifest;
 mod memory;
 mod sled_store;
 
@@ -35,6 +36,9 @@ pub use hydrate::{
 };
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
+pub use sled_store::backup::{BACKUP_MAGIC, Backup};
+pub use sled_store::integrity::{Damage, Recovered};
+pub use sled_store::open::OpenOptions;
 
 /// Per-provider state that is not an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +217,15 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// The store came back shorter or older than its manifest records (see
+    /// `SledStore::recover` to accept the loss, or restore a backup).
+    #[error("store at {path} is damaged: {}; restore a backup (`credpool admin restore`) or accept the loss (`credpool admin recover --accept-loss`)", .problems.join("; "))]
+    Damaged {
+        /// The data directory.
+        path: String,
+        /// What is missing or older, one line each (ids and labels, never a secret).
+        problems: Vec<String>,
+    },
     /// A read, write or flush failed.
     #[error("store i/o failed: {0}")]
     Io(String),
@@ -269,5 +282,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Whether writes succeed: failing from a write that fails until one succeeds.
     fn health(&self) -> StoreHealth {
         StoreHealth::Ok
+    }
+
+    /// A consistent backup of every record (see `SledStore::export`); stores that cannot
+    /// make one answer an error.
+    fn export(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, StoreError> {
+        Err(StoreError::Io("this store cannot make backups".to_owned()))
+    }
+
+    /// Whether this store ever sent the first-generation refresh token with this
+    /// fingerprint (a seed that was used): seeding it again would replay a spent token.
+    /// Stores without a manifest know nothing and answer `false`.
+    fn refresh_token_spent(&self, _fingerprint: &Fingerprint) -> bool {
+        false
+    }
+
+    /// Whether the store's history began at this open on an empty store: a data dir that
+    /// shows earlier use (an admin token) and a new history has lost its store.
+    fn history_is_new(&self) -> bool {
+        false
     }
 }

@@ -141,6 +141,24 @@ pub enum AdminCommand {
         /// Only this provider.
         provider: Option<String>,
     },
+    /// Writes a consistent backup of the store to FILE (mode 0600; it holds the stored
+    /// secrets): from a running service, or offline from a stopped one's data dir.
+    Backup {
+        /// Where to write it.
+        file: PathBuf,
+    },
+    /// Restores a backup into an empty data dir (offline only).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Opens a store its manifest says is damaged, accepting the loss: missing entries are
+    /// forgotten and rolled-back OAuth grants marked dead (offline only).
+    Recover {
+        /// Required: says that you accept losing what is missing.
+        #[arg(long)]
+        accept_loss: bool,
+    },
 }
 
 /// `credpool admin add`.
@@ -217,9 +235,17 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<ExitCode> {
             .await
             .and_then(|value| print(json, &args.command, &value));
     }
+    if matches!(
+        args.command,
+        AdminCommand::Restore { .. } | AdminCommand::Recover { .. }
+    ) {
+        bail!("restore and recover work offline only: give --data-dir or --config");
+    }
     let url = args.url.clone().unwrap_or_else(|| DEFAULT_URL.to_owned());
     let Some(token_file) = &args.token_file else {
-        bail!("--token-file is required with --url (or work offline with --data-dir)");
+        bail!(
+            "give --url and --token-file for a running service (the URL defaults to {DEFAULT_URL}), or --data-dir or --config for a stopped one"
+        );
     };
     let token = credpool_server::token::read(token_file)?;
     let client = remote::Remote::new(&url, token, args.allow_insecure_http)?;

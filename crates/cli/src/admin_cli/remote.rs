@@ -89,6 +89,26 @@ impl Remote {
         serde_json::from_str(&text).context("the service answered something that is not JSON")
     }
 
+    /// Fetches a binary answer (a backup).
+    async fn fetch_bytes(&self, segments: &[&str]) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+        let url = self.url(segments)?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(self.token.expose())
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await
+            .map_err(|error| unreachable_error(&self.base, &error))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(answer_error(status, &text));
+        }
+        let bytes = response.bytes().await.context("cannot read the backup")?;
+        Ok(zeroize::Zeroizing::new(bytes.to_vec()))
+    }
+
     /// Runs one command.
     ///
     /// # Errors
@@ -184,6 +204,14 @@ impl Remote {
                 Ok(serde_json::json!({ "pools": [pool] }))
             }
             AdminCommand::Events { .. } => bail!("events are followed, not fetched"),
+            AdminCommand::Backup { file } => {
+                let bytes = self.fetch_bytes(&[v1, "backup"]).await?;
+                credpool_server::private_file::write(file, &bytes)?;
+                Ok(serde_json::json!({ "file": file.display().to_string(), "bytes": bytes.len() }))
+            }
+            AdminCommand::Restore { .. } | AdminCommand::Recover { .. } => {
+                bail!("restore and recover work offline only")
+            }
         }
     }
 
@@ -285,7 +313,7 @@ fn answer_error(status: StatusCode, text: &str) -> anyhow::Error {
         .ok()
         .and_then(|value| {
             value
-                .get("error")
+                .pointer("/error/message")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })

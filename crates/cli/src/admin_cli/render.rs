@@ -157,6 +157,46 @@ pub fn text(command: &AdminCommand, value: &Value) -> String {
         ),
         AdminCommand::Stats { .. } => stats(value),
         AdminCommand::Events { .. } => format!("{}\n", event_line(value)),
+        AdminCommand::Backup { .. } => format!(
+            "backup written to {} ({} bytes); it holds the stored secrets: keep it private\n",
+            str_of(value, "file"),
+            value.get("bytes").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        AdminCommand::Restore { .. } => format!(
+            "restored {} records into {}\n",
+            value.get("records").and_then(Value::as_u64).unwrap_or(0),
+            str_of(value, "data_dir")
+        ),
+        AdminCommand::Recover { .. } => {
+            let list = |key: &str| -> Vec<String> {
+                value
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let accepted = list("accepted");
+            if accepted.is_empty() {
+                "the store is whole; nothing to accept\n".to_owned()
+            } else {
+                let mut text = String::from("accepted:\n");
+                for line in accepted {
+                    text.push_str(&format!("  {line}\n"));
+                }
+                for killed in list("killed") {
+                    text.push_str(&format!(
+                        "  {killed} is dead (store_rolled_back): sign in again\n"
+                    ));
+                }
+                text
+            }
+        }
     }
 }
 

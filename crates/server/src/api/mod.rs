@@ -19,6 +19,7 @@
 //! | `PUT /v1/providers/{p}/strategy` | set the strategy (`{"strategy": "…"}`) |
 //! | `GET /v1/providers/{p}/stats` | one pool's counters |
 //! | `GET /v1/events[?provider=p]` | server-sent events (`Last-Event-ID` resumes) |
+//! | `GET /v1/backup` | a consistent backup of the store (`application/octet-stream`; it holds the stored secrets) |
 //!
 //! **Invariants:**
 //! - No response carries a secret: entries are the pool's redacted views (fingerprints),
@@ -87,6 +88,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status", get(pools::status))
         .route("/v1/stats", get(pools::all_stats))
         .route("/v1/events", get(events::events))
+        .route("/v1/backup", get(backup))
         .route(
             "/v1/providers/{provider}/entries",
             get(pools::snapshot).post(pools::add),
@@ -151,6 +153,24 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// A backup of the store, taken on a blocking thread (writes wait while it runs).
+async fn backup(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let store = Arc::clone(&state.store);
+    let bytes = tokio::task::spawn_blocking(move || store.export())
+        .await
+        .map_err(|error| ApiError::unavailable(error.to_string()))?
+        .map_err(|error| ApiError::unavailable(error.to_string()))?;
+    tracing::info!(bytes = bytes.len(), "backup taken");
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        bytes.to_vec(),
+    )
+        .into_response())
 }
 
 async fn not_found() -> ApiError {

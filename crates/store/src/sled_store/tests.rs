@@ -1,3 +1,4 @@
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -5,11 +6,12 @@ use std::sync::Mutex;
 use credpool_core::{EntryId, Fingerprint, ManualClock, Secret, SecretSource, Strategy, Timestamp};
 use tempfile::TempDir;
 
+use super::handles::LOCK_FILE;
 use super::*;
 use crate::fixtures::{
     self, ENV_CANARY, FILE_CANARY, OWNED_CANARY, REFRESH_CANARY, provider, views,
 };
-use crate::{ProviderState, RefreshMarker};
+use crate::{ChangeNotice, ProviderState, RefreshMarker};
 
 fn open(dir: &Path) -> SledStore {
     SledStore::open(dir).expect("opens")

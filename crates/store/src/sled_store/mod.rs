@@ -18,14 +18,23 @@
 //! - Each [`Store::apply`] batch and each compare-and-swap is one sled transaction; it is
 //!   durable once [`Store::flush`] returns (sled also flushes in the background about every
 //!   half second, but nothing relies on that).
+//! - The manifest ([`crate::manifest`]) records what the store must hold; an open that finds
+//!   sled shorter or older than it is [`StoreError::Damaged`], never a smaller pool
+//!   (`integrity.rs`).
+//! - A write that fails (a full disk, an i/o error) breaks the store for the rest of the
+//!   process: sled refuses every later write even once the cause is gone, and neither
+//!   dropping nor reopening it works in-process (its drop waits forever for a flush that
+//!   cannot happen, and its file lock stays). Later writes fail at once, health says so, and
+//!   the broken sled is never dropped; a restart of the process reopens the store
+//!   (`credpool serve` restarts itself once the disk takes writes again).
+//! - A backup ([`SledStore::export`]) sees no batch half applied: writes wait while it runs.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
-use credpool_core::{Clock, Entry, Generation, ProviderId, SystemClock};
+use credpool_core::{Clock, Entry, Fingerprint, Generation, ProviderId};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tracing::warn;
@@ -33,23 +42,30 @@ use zeroize::Zeroizing;
 
 use crate::batch::{self, Corrupt, Op, RawProvider, RawRecord, TreeName};
 use crate::codec;
+use crate::manifest::Journal;
 use crate::{
-    CasOutcome, Change, ChangeHook, ChangeNotice, ProviderSnapshot, QuarantinedRecord, Store,
-    StoreError,
+    CasOutcome, Change, ChangeHook, ProviderSnapshot, QuarantinedRecord, Store, StoreError,
 };
 
-/// The lock file held for the store's life.
-pub(crate) const LOCK_FILE: &str = "credpool.lock";
+pub(crate) mod backup;
+mod handles;
+pub(crate) mod integrity;
+pub(crate) mod open;
 
-const DIR_MODE: u32 = 0o700;
-const FILE_MODE: u32 = 0o600;
+use self::handles::Sled;
 
 /// A [`Store`] on sled in a private directory.
 pub struct SledStore {
     dir: PathBuf,
-    db: sled::Db,
-    /// Indexed by [`TreeName`] in [`TreeName::ALL`] order.
-    trees: [sled::Tree; 4],
+    /// Always `Some` but while a backup or drop takes it.
+    sled: RwLock<Option<Sled>>,
+    /// The manifest's journal (one writer at a time; never held across sled's lock).
+    journal: Mutex<Journal>,
+    /// A write failed: sled refuses writes until the process restarts.
+    broken: Mutex<Option<String>>,
+    /// The manifest began at this open on an empty store (a new data dir, or one that lost
+    /// everything including its manifest).
+    history_is_new: bool,
     hooks: batch::Hooks,
     health: crate::health::HealthTracker,
     /// Stamps quarantined records; injected so tests control time.
@@ -64,91 +80,55 @@ impl fmt::Debug for SledStore {
     }
 }
 
+fn io_error(error: impl fmt::Display) -> StoreError {
+    StoreError::Io(error.to_string())
+}
+
 impl SledStore {
-    /// Opens (or creates) the store in `dir`, stamping quarantined records with the system
-    /// clock.
-    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        SledStore::open_with_clock(dir, Arc::new(SystemClock))
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens (or creates) the store in `dir` with an injected clock.
-    ///
-    /// Creates the directory with mode 0700 (tightening an existing one), takes the lock, opens
-    /// sled and makes every file under the directory 0600.
-    pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<SledStore, StoreError> {
-        let path = dir.display().to_string();
-        let unreadable = |reason: String| StoreError::Unreadable {
-            path: path.clone(),
-            reason,
-        };
+    /// sled's handles for a read or a write.
+    fn sled(&self) -> Result<RwLockReadGuard<'_, Option<Sled>>, StoreError> {
+        let guard = self.sled.read().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            return Err(StoreError::Io(
+                "the store is closed after a failure; it reopens at the next write".to_owned(),
+            ));
+        }
+        Ok(guard)
+    }
 
-        fs::create_dir_all(dir)
-            .map_err(|error| unreadable(format!("cannot create the data directory: {error}")))?;
-        fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
-            .map_err(|error| unreadable(format!("cannot restrict the data directory: {error}")))?;
+    /// Before a write: fails at once when an earlier write broke the store.
+    fn writable(&self) -> Result<(), StoreError> {
+        match &*self.broken.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => Ok(()),
+            Some(first) => Err(StoreError::Io(format!(
+                "the store refuses writes since an earlier one failed ({first}); restart the process once the cause is fixed"
+            ))),
+        }
+    }
 
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE)
-            .open(dir.join(LOCK_FILE))
-            .map_err(|error| unreadable(format!("cannot open the lock file: {error}")))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
-            Err(fs::TryLockError::Error(error)) => {
-                return Err(unreadable(format!(
-                    "cannot lock the data directory: {error}"
-                )));
+    /// Records a write's outcome; the first failure breaks the store.
+    fn outcome<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(error) = &result {
+            let mut broken = self.broken.lock().unwrap_or_else(PoisonError::into_inner);
+            if broken.is_none() {
+                tracing::error!(%error, "the store refused a write; it refuses every write until the process restarts");
+                *broken = Some(error.to_string());
             }
         }
-
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|error| match error {
-                // Only reachable when something other than credpool opened sled here.
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked { path: path.clone() }
-                }
-                other => unreadable(other.to_string()),
-            })?;
-        let open_tree = |tree: TreeName| {
-            db.open_tree(tree.as_str())
-                .map_err(|error| unreadable(format!("cannot open tree {}: {error}", tree.as_str())))
-        };
-        let trees = [
-            open_tree(TreeName::ALL[0])?,
-            open_tree(TreeName::ALL[1])?,
-            open_tree(TreeName::ALL[2])?,
-            open_tree(TreeName::ALL[3])?,
-        ];
-        restrict_permissions(dir).map_err(|error| {
-            unreadable(format!(
-                "cannot restrict permissions of the data files: {error}"
-            ))
-        })?;
-
-        Ok(SledStore {
-            dir: dir.to_path_buf(),
-            db,
-            trees,
-            hooks: batch::Hooks::default(),
-            health: crate::health::HealthTracker::default(),
-            clock,
-            _lock: lock,
-        })
-    }
-
-    fn tree(&self, name: TreeName) -> &sled::Tree {
-        &self.trees[name as usize]
+        self.health.record(self.clock.now(), result)
     }
 
     /// Runs keyed writes in one transaction over every tree.
     fn write_ops(&self, ops: &[Op]) -> Result<(), StoreError> {
-        let result: Result<(), TransactionError<()>> = self.trees[..].transaction(|trees| {
+        let guard = self.sled()?;
+        let Some(sled) = guard.as_ref() else {
+            return Err(io_error("store closed"));
+        };
+        let result: Result<(), TransactionError<()>> = sled.trees[..].transaction(|trees| {
             for op in ops {
                 let tree = &trees[op.tree as usize];
                 match &op.value {
@@ -165,24 +145,28 @@ impl SledStore {
         result.map_err(storage_error)
     }
 
-    fn notify(&self, notices: &[ChangeNotice]) {
-        self.hooks.notify(notices);
-    }
-
     fn scan(&self, tree: TreeName, prefix: &[u8]) -> Result<Vec<RawRecord>, StoreError> {
-        self.tree(tree)
+        let guard = self.sled()?;
+        let Some(sled) = guard.as_ref() else {
+            return Err(io_error("store closed"));
+        };
+        sled.tree(tree)
             .scan_prefix(prefix)
             .map(|item| {
                 item.map(|(key, value)| (key.to_vec(), Zeroizing::new(value.to_vec())))
-                    .map_err(|error| StoreError::Io(error.to_string()))
+                    .map_err(io_error)
             })
             .collect()
     }
 
     /// Moves a corrupt record to quarantine in one transaction.
     fn quarantine(&self, corrupt: &Corrupt) -> Result<(), StoreError> {
-        let source = self.tree(corrupt.tree);
-        let quarantine = self.tree(TreeName::Quarantine);
+        let guard = self.sled()?;
+        let Some(sled) = guard.as_ref() else {
+            return Err(io_error("store closed"));
+        };
+        let source = sled.tree(corrupt.tree);
+        let quarantine = sled.tree(TreeName::Quarantine);
         let result: Result<(), TransactionError<()>> =
             (source, quarantine).transaction(|(source, quarantine)| {
                 if source.get(corrupt.key.as_slice())?.as_deref() == Some(corrupt.raw.as_slice()) {
@@ -198,6 +182,28 @@ impl SledStore {
     }
 }
 
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        let broken = self
+            .broken
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        if broken {
+            // Dropping a sled that refused a write waits forever for a flush it cannot make;
+            // the process is going away (or restarting to reopen the store): leave it.
+            if let Some(sled) = self
+                .sled
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                std::mem::forget(sled);
+            }
+        }
+    }
+}
+
 /// Maps the failure of a transaction that never aborts.
 fn storage_error(error: TransactionError<()>) -> StoreError {
     match error {
@@ -206,31 +212,16 @@ fn storage_error(error: TransactionError<()>) -> StoreError {
     }
 }
 
-/// Makes `dir` and every directory under it 0700 and every file 0600; symlinks are left alone
-/// (sled creates none).
-fn restrict_permissions(dir: &Path) -> std::io::Result<()> {
-    fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))?;
-    for item in fs::read_dir(dir)? {
-        let item = item?;
-        let file_type = item.file_type()?;
-        if file_type.is_dir() {
-            restrict_permissions(&item.path())?;
-        } else if file_type.is_file() {
-            let path = item.path();
-            if fs::metadata(&path)?.permissions().mode() & 0o777 != FILE_MODE {
-                fs::set_permissions(&path, Permissions::from_mode(FILE_MODE))?;
-            }
-        }
-    }
-    Ok(())
-}
-
 impl Store for SledStore {
     fn providers(&self) -> Result<Vec<crate::ProviderId>, StoreError> {
+        let guard = self.sled()?;
+        let Some(sled) = guard.as_ref() else {
+            return Err(io_error("store closed"));
+        };
         let mut keys = Vec::new();
         for tree in TreeName::ALL {
-            for key in self.tree(tree).iter().keys() {
-                keys.push(key.map_err(|error| StoreError::Io(error.to_string()))?);
+            for key in sled.tree(tree).iter().keys() {
+                keys.push(key.map_err(io_error)?);
             }
         }
         Ok(batch::providers_of_keys(keys.iter().map(|key| &key[..])))
@@ -239,13 +230,19 @@ impl Store for SledStore {
     fn load_provider(&self, provider: &ProviderId) -> Result<ProviderSnapshot, StoreError> {
         let prefix = codec::provider_prefix(provider)?;
         let state_key = codec::provider_key(provider)?;
+        let state = {
+            let guard = self.sled()?;
+            let Some(sled) = guard.as_ref() else {
+                return Err(io_error("store closed"));
+            };
+            sled.tree(TreeName::Providers)
+                .get(&state_key)
+                .map_err(io_error)?
+                .map(|value| (state_key.clone(), Zeroizing::new(value.to_vec())))
+        };
         let raw = RawProvider {
             entries: self.scan(TreeName::Entries, &prefix)?,
-            state: self
-                .tree(TreeName::Providers)
-                .get(&state_key)
-                .map_err(|error| StoreError::Io(error.to_string()))?
-                .map(|value| (state_key.clone(), Zeroizing::new(value.to_vec()))),
+            state,
             markers: self.scan(TreeName::Markers, &prefix)?,
             quarantine: self.scan(TreeName::Quarantine, &prefix)?,
         };
@@ -267,25 +264,37 @@ impl Store for SledStore {
             return Ok(());
         }
         let ops = batch::encode_changes(changes)?;
-        let written = self.write_ops(&ops);
-        self.health.record(self.clock.now(), written)?;
-        self.notify(&batch::notices(changes));
+        self.outcome(self.writable())?;
+        let written = self
+            .journal()
+            .before_batch(changes)
+            .map_err(|error| io_error(format!("cannot write the manifest: {error}")))
+            .and_then(|()| self.write_ops(&ops));
+        self.outcome(written)?;
+        self.journal().after_batch(changes);
+        self.hooks.notify(&batch::notices(changes));
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         let flushed = self
-            .db
-            .flush()
-            .map_err(|error| StoreError::Io(error.to_string()))
-            .and_then(|_| {
-                restrict_permissions(&self.dir).map_err(|error| StoreError::Io(error.to_string()))
+            .writable()
+            .and_then(|()| self.sled())
+            .and_then(|guard| {
+                let Some(sled) = guard.as_ref() else {
+                    return Err(io_error("store closed"));
+                };
+                sled.db.flush().map_err(io_error)?;
+                handles::restrict_permissions(&self.dir).map_err(io_error)
             });
-        self.health.record(self.clock.now(), flushed)
-    }
-
-    fn health(&self) -> crate::StoreHealth {
-        self.health.health()
+        let flushed = self.outcome(flushed);
+        if flushed.is_ok()
+            && let Err(error) = self.journal().maintain()
+        {
+            // sled holds the batch; the manifest is only behind (it detects less, never more).
+            tracing::warn!(%error, "cannot write the manifest");
+        }
+        flushed
     }
 
     fn compare_and_swap(
@@ -296,8 +305,13 @@ impl Store for SledStore {
     ) -> Result<CasOutcome, StoreError> {
         let key = codec::entry_key(provider, entry.id)?;
         let value = codec::encode_entry(entry)?;
+        self.outcome(self.writable())?;
+        let guard = self.sled()?;
+        let Some(sled) = guard.as_ref() else {
+            return Err(io_error("store closed"));
+        };
         let result: Result<CasOutcome, TransactionError<StoreError>> =
-            self.tree(TreeName::Entries).transaction(|tree| {
+            sled.tree(TreeName::Entries).transaction(|tree| {
                 let Some(stored) = tree.get(key.as_slice())? else {
                     return Ok(CasOutcome::Conflict { found: None });
                 };
@@ -316,12 +330,19 @@ impl Store for SledStore {
                 tree.insert(key.as_slice(), value.as_slice())?;
                 Ok(CasOutcome::Swapped)
             });
+        drop(guard);
         let outcome = result.map_err(|error| match error {
             TransactionError::Abort(error) => error,
             TransactionError::Storage(error) => StoreError::Io(error.to_string()),
-        })?;
+        });
+        let outcome = self.outcome(outcome)?;
         if outcome == CasOutcome::Swapped {
-            self.notify(&[batch::cas_notice(provider, entry.id)]);
+            let change = [Change::PutEntry {
+                provider: provider.clone(),
+                entry: entry.clone(),
+            }];
+            self.journal().after_batch(&change);
+            self.hooks.notify(&[batch::cas_notice(provider, entry.id)]);
         }
         Ok(outcome)
     }
@@ -341,6 +362,22 @@ impl Store for SledStore {
 
     fn path(&self) -> Option<&Path> {
         Some(&self.dir)
+    }
+
+    fn health(&self) -> crate::StoreHealth {
+        self.health.health()
+    }
+
+    fn export(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        SledStore::export(self)
+    }
+
+    fn refresh_token_spent(&self, fingerprint: &Fingerprint) -> bool {
+        self.journal().state().spent.contains(fingerprint.as_str())
+    }
+
+    fn history_is_new(&self) -> bool {
+        self.history_is_new
     }
 }
 
