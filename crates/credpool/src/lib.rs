@@ -478,3 +478,8 @@ impl Credpool {
         Ok(())
     }
 }
+
+/// The README's Rust examples, compiled and run as doc-tests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
