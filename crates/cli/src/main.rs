@@ -4,11 +4,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc gives memory back to the system after a burst of connections; glibc's per-thread
-/// arenas kept a long-running `serve` growing (see docs/SEMANTICS.md, "Connections").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod admin_cli;
 mod bench;
 mod chaos;

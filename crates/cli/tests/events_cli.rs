@@ -43,7 +43,10 @@ impl Events {
         let (mut id, mut name, mut data) = (None, String::new(), Value::Null);
         loop {
             let mut line = String::new();
-            let read = self.reader.read_line(&mut line).expect("an event within 10 s");
+            let read = self
+                .reader
+                .read_line(&mut line)
+                .expect("an event within 10 s");
             assert!(read > 0, "the stream ended");
             let line = line.trim_end();
             if let Some(value) = line.strip_prefix("id:") {
@@ -84,7 +87,10 @@ fn every_admin_change_is_an_event_and_a_reconnect_resumes() {
     let first = post("/entries", r#"{"label":"one","api_key":"sk-one"}"#);
     post("/entries", r#"{"label":"two","api_key":"sk-two"}"#);
     let (added_id, added) = events.until("added");
-    assert_eq!(added["entry"], first["id"], "the id in events is the id in answers");
+    assert_eq!(
+        added["entry"], first["id"],
+        "the id in events is the id in answers"
+    );
     assert!(added["at"].as_i64().is_some(), "{added}");
     post("/entries/two/move", r#"{"position":1}"#);
     let (_, moved) = events.until("moved");
@@ -125,8 +131,14 @@ fn every_admin_change_is_an_event_and_a_reconnect_resumes() {
         }
         names.push(name);
     }
-    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "a pool's events in order: {ids:?}");
-    assert!(ids.iter().all(|id| *id > added_id), "only what came after: {ids:?}");
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "a pool's events in order: {ids:?}"
+    );
+    assert!(
+        ids.iter().all(|id| *id > added_id),
+        "only what came after: {ids:?}"
+    );
     // two's `added`, `moved`, `strategy_set`, `reset`, and the late pool's `added`
     for wanted in ["added", "moved", "strategy_set", "reset"] {
         assert!(names.contains(&wanted.to_owned()), "{names:?}");
@@ -155,12 +167,19 @@ fn the_admin_command_prints_the_entry_id() {
         .and_then(|rest| rest.split(',').next())
         .unwrap_or_default()
         .to_owned();
-    assert!(id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+    assert!(
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{text}"
+    );
     let status = online(&setup, &server, &["status"], &[]);
     assert!(stdout(&status).contains(&id), "{}", stdout(&status));
     let removed = online(&setup, &server, &["remove", "openai", &id], &[]);
     assert_ok(&removed);
-    assert!(stdout(&removed).contains(&format!("(id {id},")), "{}", stdout(&removed));
+    assert!(
+        stdout(&removed).contains(&format!("(id {id},")),
+        "{}",
+        stdout(&removed)
+    );
     let (exit, _) = server.terminate();
     assert!(exit.success());
 }
