@@ -167,7 +167,7 @@ fn a_fifo_key_file_does_not_hold_up_the_start_and_sigterm_stops_it() {
 }
 
 #[test]
-fn a_label_that_would_forge_a_log_line_is_refused() {
+fn a_label_that_would_forge_a_log_line_and_an_oversized_body_are_refused() {
     let setup = Setup::new("[[providers]]\nid = \"openai\"\n");
     let server = setup.serve(&[]);
     let token = setup.token();
@@ -182,6 +182,13 @@ fn a_label_that_would_forge_a_log_line_is_refused() {
         assert_eq!(status, 400, "{label}: {text}");
         assert_eq!(json(&text)["error"]["code"], "invalid_request", "{text}");
     }
+    // A body over 1 MiB is not read, and the answer is the API's error, not axum's text.
+    let huge = format!(r#"{{"label":"big","api_key":"{}"}}"#, "k".repeat(1 << 21));
+    let (status, text) = http("POST", &entries, Some(&token), Some(&huge));
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(json(&text)["error"]["code"], "body_too_large", "{text}");
+    let (status, _) = http("GET", &entries, Some(&token), None);
+    assert_eq!(status, 200, "the service still answers");
     let (exit, log) = server.terminate();
     assert!(exit.success());
     assert!(!log.contains("forged"), "{log}");

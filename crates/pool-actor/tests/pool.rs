@@ -650,30 +650,6 @@ impl std::io::Write for CaptureWriter {
     }
 }
 
-async fn support_wait(condition: impl Fn() -> bool) {
-    for _ in 0..10_000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("condition not met");
-}
-
-async fn support_wait_async<F, Fut>(condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..10_000 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("condition not met");
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_corrupt_record_is_quarantined_and_shown_while_the_rest_loads() {
     let store = Arc::new(MemoryStore::new());

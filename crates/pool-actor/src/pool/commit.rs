@@ -82,6 +82,7 @@ impl PoolState {
                 %error,
                 "could not store a status change; it applies in memory and is retried"
             );
+            self.restriction_unflushed = true;
             for entry in kept {
                 self.dirty.insert(entry.id);
                 self.put_in_memory(entry);
@@ -131,6 +132,7 @@ impl PoolState {
     /// retrying the commits of rotations the store refused.
     pub(super) async fn write_behind(&mut self, flush: bool) -> Result<(), PoolError> {
         self.retry_unstored_rotations().await;
+        let flush = flush || self.restriction_unflushed;
         self.fold_fast_usage();
         let mut batch: Vec<Change> = self
             .dirty
@@ -162,6 +164,7 @@ impl PoolState {
             Ok(()) => {
                 self.dirty.clear();
                 self.provider_state_dirty = false;
+                self.restriction_unflushed = false;
             }
             // Kept dirty: the next write-behind tries again.
             Err(_) => self.stats.store_errors += 1,

@@ -151,6 +151,9 @@ pub(crate) struct PoolState {
     /// Entries whose counters (or kept, unstored restrictions) changed since the last
     /// write-behind.
     dirty: HashSet<EntryId>,
+    /// A restriction the store refused is among the dirty entries: the write-behind that
+    /// stores it also flushes, so it is durable as soon as the store takes writes again.
+    restriction_unflushed: bool,
     provider_state_dirty: bool,
     write_behind_scheduled: bool,
     cap_waiters: VecDeque<CapWaiter>,

@@ -97,6 +97,7 @@ impl PoolState {
             refreshing: HashMap::new(),
             unstored_rotations: HashMap::new(),
             dirty: HashSet::new(),
+            restriction_unflushed: false,
             provider_state_dirty: false,
             write_behind_scheduled: false,
             cap_waiters: VecDeque::new(),

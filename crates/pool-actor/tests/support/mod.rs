@@ -186,3 +186,29 @@ pub fn rate_limited() -> credpool_core::Classification {
         })
     }
 }
+
+/// Polls `condition` every millisecond of (paused) time until it holds.
+pub async fn support_wait(condition: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("condition not met");
+}
+
+/// Polls an async `condition` every millisecond of (paused) time until it holds.
+pub async fn support_wait_async<F, Fut>(condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..10_000 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("condition not met");
+}

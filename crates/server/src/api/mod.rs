@@ -33,6 +33,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -115,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/providers/{provider}/stats", get(pools::stats))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(requests::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state.clone());
     Router::new()

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,7 +11,9 @@ use credpool::{ProviderId, Target};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::requests::{AddEntryRequest, MoveRequest, StrategyRequest, parse_json, parse_strategy};
+use super::requests::{
+    AddEntryRequest, MoveRequest, StrategyRequest, parse_json, parse_strategy, read_body,
+};
 
 pub(super) async fn list_providers(State(state): State<ApiState>) -> Result<Response, ApiError> {
     Ok(Json(state.admin.list_providers().await?).into_response())
@@ -60,10 +63,10 @@ pub(super) async fn entry(
 pub(super) async fn add(
     State(state): State<ApiState>,
     Path(provider): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let provider = ProviderId::new(&provider);
-    let request: AddEntryRequest = parse_json(&body)?;
+    let request: AddEntryRequest = parse_json(&read_body(body)?)?;
     let spec = state.providers.get(&provider);
     let entry = request
         .into_entry(
@@ -103,10 +106,10 @@ pub(super) async fn refresh(
 pub(super) async fn move_entry(
     State(state): State<ApiState>,
     Path((provider, target)): Path<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let provider = ProviderId::new(&provider);
-    let request: MoveRequest = parse_json(&body)?;
+    let request: MoveRequest = parse_json(&read_body(body)?)?;
     let operation = Move {
         target: Target(target),
         position: request.position,
@@ -117,10 +120,10 @@ pub(super) async fn move_entry(
 pub(super) async fn strategy(
     State(state): State<ApiState>,
     Path(provider): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let provider = ProviderId::new(&provider);
-    let request: StrategyRequest = parse_json(&body)?;
+    let request: StrategyRequest = parse_json(&read_body(body)?)?;
     let strategy = parse_strategy(&request.strategy).map_err(ApiError::bad_request)?;
     state.admin.run(&provider, SetStrategy(strategy)).await?;
     Ok(Json(serde_json::json!({ "provider": provider, "strategy": strategy })).into_response())

@@ -6,6 +6,8 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use credpool::{
     ClientMetadata, Clock, EntryKind, NewEntry, OAuthTokens, ProviderSpec, Secret, SecretSource,
     Strategy,
@@ -19,6 +21,25 @@ use crate::config::elide_strings;
 
 /// The longest secret accepted in a body, in bytes (real keys and tokens are far shorter).
 pub const MAX_SECRET_BYTES: usize = 16 * 1024;
+
+/// The largest request body read, in bytes; a longer one is 413 `body_too_large`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A request body as read, or the API's error for why it could not be (over
+/// [`MAX_BODY_BYTES`], or the connection failed while sending it).
+pub(super) fn read_body(read: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    read.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request("the request body could not be read")
+        }
+    })
+}
 
 /// A secret in a request body: wrapped at once, shown redacted, sent as its value only by
 /// the admin CLI.
