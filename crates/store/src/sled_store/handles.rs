@@ -3,6 +3,7 @@
 use std::fs::{self, Permissions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::StoreError;
 use crate::batch::TreeName;
@@ -33,16 +34,11 @@ pub(crate) fn open_sled(dir: &Path) -> Result<Sled, StoreError> {
         path: path.clone(),
         reason,
     };
-    let db = sled::Config::new()
-        .path(dir)
-        .open()
-        .map_err(|error| match error {
-            // Only reachable when something other than credpool opened sled here.
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::Locked { path: path.clone() }
-            }
-            other => unreadable(other.to_string()),
-        })?;
+    let db = open_sled_db(dir).map_err(|error| match error {
+        // Only reachable when something other than credpool opened sled here.
+        sled::Error::Io(io) if is_lock_error(&io) => StoreError::Locked { path: path.clone() },
+        other => unreadable(other.to_string()),
+    })?;
     let open_tree = |tree: TreeName| {
         db.open_tree(tree.as_str())
             .map_err(|error| unreadable(format!("cannot open tree {}: {error}", tree.as_str())))
@@ -54,6 +50,30 @@ pub(crate) fn open_sled(dir: &Path) -> Result<Sled, StoreError> {
         open_tree(TreeName::ALL[3])?,
     ];
     Ok(Sled { db, trees })
+}
+
+/// How long sled's own lock is waited for while credpool's lock is held.
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+fn is_lock_error(error: &std::io::Error) -> bool {
+    error.to_string().contains("could not acquire lock")
+}
+
+/// Opens sled. The caller holds credpool's lock, so a sled lock still held is a store of this
+/// process that was just dropped: sled's background threads let go of its files a moment after
+/// the last handle goes. Waits for them (up to [`SLED_LOCK_WAIT`]) rather than failing.
+fn open_sled_db(dir: &Path) -> sled::Result<sled::Db> {
+    let started = Instant::now();
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Err(sled::Error::Io(io))
+                if is_lock_error(&io) && started.elapsed() < SLED_LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Makes `dir` and every directory under it 0700 and every file 0600; symlinks are left alone
