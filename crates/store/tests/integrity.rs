@@ -328,6 +328,29 @@ fn a_store_that_lost_entries_or_its_manifest_says_so() {
     );
 }
 
+/// Both records lost: sled's database overwritten with noise and no manifest. What the files
+/// held cannot be known, so it is damage, not a new store; a data dir never used opens empty.
+#[test]
+fn database_files_with_nothing_readable_and_no_manifest_are_damage_not_a_new_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.path().join("db"), &noise).unwrap();
+    let text = SledStore::open(dir.path()).unwrap_err().to_string();
+    assert!(text.contains("hold nothing readable"), "{text}");
+    assert!(text.contains("recover --accept-loss"), "{text}");
+    let (store, recovered) = SledStore::recover(dir.path()).unwrap();
+    assert_eq!(recovered.damage.len(), 1);
+    assert!(store.providers().unwrap().is_empty());
+    drop(store);
+    SledStore::open(dir.path()).expect("accepted once, it opens as it is");
+
+    let never_used = tempfile::tempdir().unwrap();
+    let store = SledStore::open(never_used.path()).expect("a new store");
+    assert!(store.history_is_new());
+}
+
 #[test]
 fn a_store_from_before_manifests_gains_one_and_its_history_is_old() {
     let dir = tempfile::tempdir().unwrap();

@@ -76,6 +76,10 @@ pub async fn run(args: &AdminArgs) -> anyhow::Result<Value> {
                 "store at {path} is locked: another process holds it (a running `credpool serve`?); use `credpool admin --url http://{listen} --token-file {}` instead",
                 token_file.display()
             ),
+            // These name the store's path themselves.
+            CredpoolError::Store(error @ (StoreError::Damaged { .. } | StoreError::Unreadable { .. })) => {
+                anyhow::Error::new(error)
+            }
             other => anyhow::Error::new(other).context(format!("cannot open the store at {}", data_dir.display())),
         })?;
     let result = command(&pool, &args.command, allow_loopback).await;

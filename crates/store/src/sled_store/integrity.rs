@@ -32,6 +32,9 @@ const SHOWN_PROBLEMS: usize = 10;
 pub enum Damage {
     /// The store keeps a manifest, and it is gone.
     ManifestMissing,
+    /// sled's files were there but hold nothing readable, and there is no manifest to say
+    /// what they held.
+    NothingReadable,
     /// The manifest does not read past `offset`.
     ManifestUnreadable {
         /// Where the bad record starts.
@@ -65,6 +68,9 @@ impl fmt::Display for Damage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Damage::ManifestMissing => f.write_str("its manifest is missing"),
+            Damage::NothingReadable => f.write_str(
+                "its database files hold nothing readable and it has no manifest to say what they held",
+            ),
             Damage::ManifestUnreadable { offset } => {
                 write!(f, "its manifest is unreadable from byte {offset}")
             }
@@ -190,11 +196,18 @@ fn state_of(found: &BTreeMap<(String, u64), Found>, spent: ManifestState) -> Man
     state
 }
 
+/// Tells whether sled holds no record at all, in any tree.
+fn blank(sled: &Sled) -> bool {
+    sled.db.is_empty() && sled.trees.iter().all(sled::Tree::is_empty)
+}
+
 /// Checks sled against the manifest in `dir`; returns the open journal, whether the store's
-/// history begins now, and what an accepted loss did.
+/// history begins now, and what an accepted loss did. `had_files`: sled's database file held
+/// bytes before this open (so a blank sled without a manifest is damage, not a new store).
 pub(super) fn check(
     dir: &Path,
     sled: &Sled,
+    had_files: bool,
     accept_loss: bool,
     now: Timestamp,
 ) -> Result<(Journal, bool, Recovered), StoreError> {
@@ -207,6 +220,9 @@ pub(super) fn check(
         .map_err(|error| StoreError::Io(error.to_string()))?
         .is_some();
     let (damage, earlier) = match manifest::read(&path).map_err(io)? {
+        JournalRead::Absent if !tracked && had_files && blank(sled) => {
+            (vec![Damage::NothingReadable], ManifestState::default())
+        }
         JournalRead::Absent if !tracked => {
             // A new store, or one written before manifests: the manifest starts from it.
             let history_is_new = found.is_empty();

@@ -103,9 +103,15 @@ impl SledStore {
                 )));
             }
         }
+        let had_files = fs::metadata(dir.join("db")).is_ok_and(|meta| meta.len() > 0);
         let sled = open_sled(dir)?;
-        let (journal, history_is_new, recovered) =
-            integrity::check(dir, &sled, options.accept_loss, options.clock.now())?;
+        let (journal, history_is_new, recovered) = integrity::check(
+            dir,
+            &sled,
+            had_files,
+            options.accept_loss,
+            options.clock.now(),
+        )?;
         restrict_permissions(dir).map_err(|error| {
             unreadable(format!(
                 "cannot restrict permissions of the data files: {error}"
