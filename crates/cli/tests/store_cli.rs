@@ -191,7 +191,8 @@ fn a_backup_of_a_running_service_restores_into_an_empty_dir() {
 
     let target = tempfile::tempdir().unwrap();
     let data = target.path().join("restored");
-    let restored = admin(
+    // The backup is sealed: it restores only with the key the service used.
+    let keyless = admin(
         &[
             "--data-dir",
             data.to_str().unwrap(),
@@ -200,9 +201,36 @@ fn a_backup_of_a_running_service_restores_into_an_empty_dir() {
         ],
         &[],
     );
+    assert!(!keyless.status.success());
+    assert!(
+        stderr(&keyless).contains("is sealed with key")
+            && stderr(&keyless).contains("no key was given"),
+        "{}",
+        stderr(&keyless)
+    );
+    let key_file = setup.data_dir().join("master.key");
+    let key_file = key_file.to_str().unwrap();
+    let restored = admin(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--master-key-file",
+            key_file,
+            "restore",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_ok(&restored);
     let status = admin(
-        &["--data-dir", data.to_str().unwrap(), "status", "--json"],
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--master-key-file",
+            key_file,
+            "status",
+            "--json",
+        ],
         &[],
     );
     assert_ok(&status);
@@ -213,6 +241,8 @@ fn a_backup_of_a_running_service_restores_into_an_empty_dir() {
         &[
             "--data-dir",
             data.to_str().unwrap(),
+            "--master-key-file",
+            key_file,
             "restore",
             file.to_str().unwrap(),
         ],

@@ -70,7 +70,9 @@ pub use credpool_core::{
 };
 pub use credpool_pool_actor::{CapMode, PoolConfig, PoolError, PoolRegistry, RegistryConfig};
 pub use credpool_refresher::{Refresher, RefresherConfig, RefresherStats};
-pub use credpool_store::{MemoryStore, SledStore, Store, StoreError, StoreHealth};
+pub use credpool_store::seal::MasterKey;
+pub use credpool_store::seal::source::KeySource;
+pub use credpool_store::{MemoryStore, OpenOptions, SledStore, Store, StoreError, StoreHealth};
 
 /// Errors starting or stopping a [`Credpool`].
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,8 @@ pub struct Builder {
     recovery: RecoveryConfig,
     clock: Arc<dyn Clock>,
     refreshing: bool,
+    /// Where a data dir's master key comes from.
+    key: KeySource,
 }
 
 impl fmt::Debug for Builder {
@@ -145,6 +149,7 @@ impl Default for Builder {
             recovery: RecoveryConfig::default(),
             clock: Arc::new(SystemClock),
             refreshing: true,
+            key: KeySource::Standard,
         }
     }
 }
@@ -153,6 +158,21 @@ impl Builder {
     /// Persists state in a sled store in `dir` (created 0700 if absent; locked while open).
     pub fn data_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.store = StoreChoice::Dir(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Reads the data dir's master key from this file (base64 of 32 bytes) unless
+    /// `CREDPOOL_MASTER_KEY` is set. Without it (and without the variable) the key is
+    /// `<data_dir>/master.key`, generated on a new store's first start.
+    pub fn master_key_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.key = KeySource::File(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Seals the data dir's secrets with this key and nothing else (the environment and
+    /// `<data_dir>/master.key` are not read).
+    pub fn master_key(mut self, key: Arc<MasterKey>) -> Self {
+        self.key = KeySource::Key(key);
         self
     }
 
@@ -290,10 +310,20 @@ impl Builder {
         }
         // Opening sled reads and recovers its log: blocking work, off the async threads.
         let choice = self.store;
+        let key = self.key;
         let (store, resumed_from_store) = blocking(move || {
             let store: Arc<dyn Store> = match choice {
                 StoreChoice::Memory => Arc::new(MemoryStore::new()),
-                StoreChoice::Dir(dir) => Arc::new(SledStore::open(&dir)?),
+                StoreChoice::Dir(dir) => {
+                    let options = OpenOptions {
+                        key,
+                        ..OpenOptions::default()
+                    };
+                    let (store, _) = SledStore::open_with(&dir, options)?;
+                    let (id, origin) = store.key_info();
+                    tracing::info!(key_id = %id, from = %origin, "store opened; secrets sealed");
+                    Arc::new(store)
+                }
                 StoreChoice::Given(store) => store,
             };
             let resumed = !store.providers()?.is_empty();

@@ -30,6 +30,9 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<Stop> {
     for (provider, pool) in &config.pools {
         builder = builder.pool(provider.clone(), pool.clone());
     }
+    if let Some(file) = &config.master_key_file {
+        builder = builder.master_key_file(file);
+    }
     let started = tokio::select! {
         started = builder.start() => started,
         signal = signals.wait() => {

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use credpool_core::{EntryId, ProviderId, Timestamp};
 use zeroize::Zeroizing;
 
-use crate::codec::{self, CodecError};
+use crate::codec::{self, CodecError, Secrets};
+use crate::seal::MasterKey;
 use crate::{Change, ChangeHook, ChangeNotice, ProviderSnapshot, QuarantinedRecord, StoreError};
 
 /// The trees (key spaces) of the store.
@@ -59,14 +60,14 @@ impl From<CodecError> for StoreError {
 
 /// Encodes a batch before any backend transaction starts (a transaction may run its body more
 /// than once; encoding is done once).
-pub(crate) fn encode_changes(changes: &[Change]) -> Result<Vec<Op>, StoreError> {
+pub(crate) fn encode_changes(changes: &[Change], key: &MasterKey) -> Result<Vec<Op>, StoreError> {
     let mut ops = Vec::with_capacity(changes.len());
     for change in changes {
         match change {
             Change::PutEntry { provider, entry } => ops.push(Op {
                 tree: TreeName::Entries,
                 key: codec::entry_key(provider, entry.id)?,
-                value: Some(codec::encode_entry(entry)?),
+                value: Some(codec::encode_entry(provider, entry, key)?),
             }),
             Change::RemoveEntry { provider, entry } => {
                 let key = codec::entry_key(provider, *entry)?;
@@ -160,23 +161,31 @@ pub(crate) struct Corrupt {
     pub(crate) record: QuarantinedRecord,
 }
 
+/// How one provider's records are read: whose they are, when, and the key that opens them.
+pub(crate) struct Reading<'a> {
+    pub(crate) provider: &'a ProviderId,
+    pub(crate) now: Timestamp,
+    pub(crate) key: &'a MasterKey,
+}
+
 fn corrupt(
-    provider: &ProviderId,
+    reading: &Reading<'_>,
     tree: TreeName,
     key: Vec<u8>,
     raw: Zeroizing<Vec<u8>>,
     error: &CodecError,
-    now: Timestamp,
 ) -> Result<Corrupt, StoreError> {
+    let provider = reading.provider;
     let record = QuarantinedRecord {
         provider: Some(provider.clone()),
         key: codec::printable_key(tree.as_str(), &key),
         error: error.to_string(),
-        quarantined_at: now,
+        quarantined_at: reading.now,
     };
+    let quarantine_key = codec::quarantine_key(provider, tree.as_str(), &key)?;
     Ok(Corrupt {
-        quarantine_key: codec::quarantine_key(provider, tree.as_str(), &key)?,
-        quarantine_value: codec::encode_quarantined(&record, &raw)?,
+        quarantine_value: codec::encode_quarantined(&record, &raw, &quarantine_key, reading.key)?,
+        quarantine_key,
         tree,
         key,
         raw,
@@ -188,23 +197,25 @@ fn corrupt(
 /// contradicts their key) are returned as [`Corrupt`] and also listed in the snapshot's
 /// `quarantined`, after the ones quarantined earlier.
 pub(crate) fn assemble(
-    provider: &ProviderId,
+    reading: &Reading<'_>,
     raw: RawProvider,
-    now: Timestamp,
 ) -> Result<(ProviderSnapshot, Vec<Corrupt>), StoreError> {
+    let provider = reading.provider;
+    let now = reading.now;
     let mut snapshot = ProviderSnapshot::default();
     let mut corrupted = Vec::new();
 
     for (key, bytes) in raw.entries {
-        let decoded = codec::decode_entry(&bytes).and_then(|decoded| {
-            if codec::entry_id_of_key(&key) == Some(decoded.entry.id) {
-                Ok(decoded)
-            } else {
-                Err(CodecError::Invalid(
-                    "entry id does not match its key".to_owned(),
-                ))
-            }
-        });
+        let decoded =
+            codec::decode_entry(provider, &bytes, Secrets::Open(reading.key)).and_then(|decoded| {
+                if codec::entry_id_of_key(&key) == Some(decoded.entry.id) {
+                    Ok(decoded)
+                } else {
+                    Err(CodecError::Invalid(
+                        "entry id does not match its key".to_owned(),
+                    ))
+                }
+            });
         match decoded {
             Ok(decoded) => {
                 if let Some(fingerprint) = decoded.borrowed_fingerprint {
@@ -214,28 +225,16 @@ pub(crate) fn assemble(
                 }
                 snapshot.entries.push(decoded.entry);
             }
-            Err(error) => corrupted.push(corrupt(
-                provider,
-                TreeName::Entries,
-                key,
-                bytes,
-                &error,
-                now,
-            )?),
+            Err(error) => corrupted.push(corrupt(reading, TreeName::Entries, key, bytes, &error)?),
         }
     }
 
     if let Some((key, bytes)) = raw.state {
         match codec::decode_provider_state(&bytes) {
             Ok(state) => snapshot.state = Some(state),
-            Err(error) => corrupted.push(corrupt(
-                provider,
-                TreeName::Providers,
-                key,
-                bytes,
-                &error,
-                now,
-            )?),
+            Err(error) => {
+                corrupted.push(corrupt(reading, TreeName::Providers, key, bytes, &error)?)
+            }
         }
     }
 
@@ -251,14 +250,7 @@ pub(crate) fn assemble(
         });
         match decoded {
             Ok(marker) => snapshot.markers.push(marker),
-            Err(error) => corrupted.push(corrupt(
-                provider,
-                TreeName::Markers,
-                key,
-                bytes,
-                &error,
-                now,
-            )?),
+            Err(error) => corrupted.push(corrupt(reading, TreeName::Markers, key, bytes, &error)?),
         }
     }
 

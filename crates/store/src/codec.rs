@@ -1,5 +1,10 @@
 //! The one place where records are encoded and decoded, and where keys are laid out.
 //!
+//! Format versions: entry and quarantine records are written in format 2 — format 1's layout
+//! with every secret value (and a quarantined record's raw bytes) sealed by [`crate::seal`];
+//! format 1 (secrets in clear) is read to migrate stores written before sealing. Provider
+//! states and markers hold no secret and stay format 1.
+//!
 //! A record is one format-version byte followed by a bincode 1.3.3 payload written with
 //! [`bincode::DefaultOptions`]: little endian, **varint** integers (records are mostly small
 //! numbers; every record of every version uses varint), trailing bytes rejected, and a size
@@ -21,21 +26,19 @@
 //! - `quarantine`: `provider ++ 0x00 ++ tree-name ++ 0x00 ++ original key`.
 //!
 //! **Invariants:**
-//! - A secret value is written only when [`Entry::secrets_owned`] says so; a borrowed entry
-//!   keeps the fingerprint of its secret and decodes with an empty [`Secret`].
+//! - A secret value is written only when [`Entry::secrets_owned`](credpool_core::Entry::secrets_owned) says so, and only sealed; a
+//!   borrowed entry keeps the fingerprint of its secret and decodes with an empty secret.
 //! - A stored secret must match its stored fingerprint, or the record does not decode (a flipped
 //!   bit in a token is corruption, not a new token).
 //! - Decoding arbitrary bytes returns an error, never panics and never allocates past the limit.
 //! - Transient copies of secret values made here are zeroized when dropped.
 
 use bincode::Options;
-use credpool_core::{
-    ClientMetadata, CooldownCause, DeadReason, Entry, EntryId, EntryKind, Fingerprint, Generation,
-    LastError, OAuthTokens, ProviderId, Secret, SecretSource, Status, Strategy, Timestamp, Usage,
-};
+use credpool_core::{EntryId, Fingerprint, Generation, ProviderId, Strategy, Timestamp};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::seal::{Binding, MasterKey};
 use crate::{ProviderState, QuarantinedRecord, RefreshMarker};
 
 /// The largest record, in bytes, that is encoded or decoded (version byte excluded).
@@ -44,8 +47,12 @@ use crate::{ProviderState, QuarantinedRecord, RefreshMarker};
 /// length prefix cannot make the decoder allocate much.
 pub const RECORD_LIMIT: u64 = 1 << 20;
 
-/// The format version written by this build, for every record type.
+/// Format 1: provider states and markers (no secrets); entries and quarantine records in clear
+/// (read only, to migrate).
 pub const FORMAT_V1: u8 = 1;
+
+/// Format 2: entries and quarantine records with their secrets sealed.
+pub const FORMAT_V2: u8 = 2;
 
 fn options() -> impl Options {
     bincode::DefaultOptions::new()
@@ -57,31 +64,42 @@ fn options() -> impl Options {
 
 /// Encodes `record` after the version byte, into a buffer sized once (so no partial copy of a
 /// secret is left behind by a reallocation).
-fn encode_record<T: Serialize>(record: &T) -> Result<Zeroizing<Vec<u8>>, CodecError> {
+fn encode_record<T: Serialize>(version: u8, record: &T) -> Result<Zeroizing<Vec<u8>>, CodecError> {
     let size = options()
         .serialized_size(record)
         .map_err(|error| CodecError::Encode(error.to_string()))?;
     let size = usize::try_from(size).map_err(|error| CodecError::Encode(error.to_string()))?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(size + 1));
-    bytes.push(FORMAT_V1);
+    bytes.push(version);
     options()
         .serialize_into(&mut *bytes, record)
         .map_err(|error| CodecError::Encode(error.to_string()))?;
     Ok(bytes)
 }
 
-/// Splits the version byte off and decodes a V1 payload.
-fn decode_record<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+/// Splits the version byte off a record, refusing a payload over the limit.
+fn split_version(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     let (&version, payload) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != FORMAT_V1 {
-        return Err(CodecError::UnknownVersion(version));
-    }
     if u64::try_from(payload.len()).map_or(true, |len| len > RECORD_LIMIT) {
         return Err(CodecError::TooLarge(payload.len()));
     }
+    Ok((version, payload))
+}
+
+/// Decodes a payload (its version byte already split off).
+fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, CodecError> {
     options()
         .deserialize(payload)
         .map_err(|error| CodecError::Malformed(describe(&error)))
+}
+
+/// Splits the version byte off and decodes a format-1 payload (records without secrets).
+fn decode_record<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+    let (version, payload) = split_version(bytes)?;
+    if version != FORMAT_V1 {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    decode_payload(payload)
 }
 
 /// Describes a bincode error; bincode's end-of-input error has an empty message.
@@ -94,117 +112,10 @@ fn describe(error: &bincode::Error) -> String {
     }
 }
 
-mod error;
-mod keys;
-mod records;
-
-pub use self::error::CodecError;
-pub use self::keys::*;
-use self::records::*;
-
-// ---------------------------------------------------------------------------------------------
-// Entries
-
-/// An entry as decoded from the store.
-#[derive(Debug, Clone)]
-pub struct DecodedEntry {
-    /// The entry; borrowed secrets are empty until hydrated.
-    pub entry: Entry,
-    /// For an entry whose secret was not stored: the fingerprint of the borrowed value when
-    /// it was last written (the API key, or an OAuth grant's refresh token). `None` when the
-    /// secret was stored, or was empty when written.
-    pub borrowed_fingerprint: Option<Fingerprint>,
-}
-
-fn secret_field(secret: &Secret, owned: bool) -> SecretFieldV1<&str> {
-    if secret.is_empty() {
-        return SecretFieldV1 {
-            fingerprint: None,
-            value: None,
-        };
-    }
-    SecretFieldV1 {
-        fingerprint: Some(secret.fingerprint().as_str().to_owned()),
-        value: owned.then(|| secret.expose()),
-    }
-}
-
-/// Encodes an entry. Its secrets are included only when [`Entry::secrets_owned`]; the bytes are
-/// zeroized when dropped because they may hold them.
-pub fn encode_entry(entry: &Entry) -> Result<Zeroizing<Vec<u8>>, CodecError> {
-    let owned = entry.secrets_owned();
-    let credential = match &entry.kind {
-        EntryKind::ApiKey { key } => CredentialRecordV1::ApiKey {
-            key: secret_field(key, owned),
-        },
-        EntryKind::OAuth(tokens) => CredentialRecordV1::OAuth {
-            access: secret_field(&tokens.access, owned),
-            refresh: tokens.refresh.as_ref().map(|r| secret_field(r, owned)),
-            expires_at: tokens.expires_at.map(Timestamp::millis),
-            client: ClientRecordV1 {
-                client_id: tokens.client.client_id.clone(),
-                token_endpoint: tokens.client.token_endpoint.clone(),
-                scope: tokens.client.scope.clone(),
-                obtained_at: tokens.client.obtained_at.map(Timestamp::millis),
-            },
-        },
-    };
-    let record = EntryRecordV1 {
-        id: entry.id.0,
-        label: entry.label.clone(),
-        source: match &entry.source {
-            SecretSource::Manual => SourceRecordV1::Manual,
-            SecretSource::EnvVar { name } => SourceRecordV1::EnvVar { name: name.clone() },
-            SecretSource::File { path } => SourceRecordV1::File { path: path.clone() },
-            SecretSource::OAuthGrant => SourceRecordV1::OAuthGrant,
-        },
-        priority: entry.priority,
-        weight: entry.weight,
-        base_url: entry.base_url.clone(),
-        generation: entry.generation.0,
-        usage: UsageRecordV1 {
-            selections: entry.usage.selections,
-            successes: entry.usage.successes,
-            failures: entry.usage.failures,
-            refreshes: entry.usage.refreshes,
-            last_used_at: entry.usage.last_used_at.map(Timestamp::millis),
-        },
-        status: match &entry.status {
-            Status::Ok => StatusRecordV1::Ok,
-            Status::CoolingDown { until, cause } => StatusRecordV1::CoolingDown {
-                until: until.millis(),
-                cause: match cause {
-                    CooldownCause::Auth => CauseRecordV1::Auth,
-                    CooldownCause::RateLimited => CauseRecordV1::RateLimited,
-                    CooldownCause::Billing => CauseRecordV1::Billing,
-                    CooldownCause::RefreshFailed => CauseRecordV1::RefreshFailed,
-                    CooldownCause::Other => CauseRecordV1::Other,
-                },
-            },
-            Status::Dead { reason, since } => StatusRecordV1::Dead {
-                reason: reason.as_str().to_owned(),
-                since: since.millis(),
-            },
-        },
-        model_cooldowns: entry
-            .model_cooldowns
-            .iter()
-            .map(|(model, until)| (model.clone(), until.millis()))
-            .collect(),
-        last_error: entry.last_error.as_ref().map(|error| LastErrorRecordV1 {
-            kind: error.kind.clone(),
-            status: error.status,
-            reason: error.reason.clone(),
-            message: error.message.clone(),
-            at: error.at.millis(),
-        }),
-        last_refresh_at: entry.last_refresh_at.map(Timestamp::millis),
-        credential,
-    };
-    encode_record(&record)
-}
-
-fn parse_fingerprint(text: Option<String>, what: &str) -> Result<Option<Fingerprint>, CodecError> {
+pub(super) fn parse_fingerprint(
+    text: Option<String>,
+    what: &str,
+) -> Result<Option<Fingerprint>, CodecError> {
     text.map(|text| {
         Fingerprint::parse(&text)
             .ok_or_else(|| CodecError::Invalid(format!("{what} fingerprint is malformed")))
@@ -212,117 +123,17 @@ fn parse_fingerprint(text: Option<String>, what: &str) -> Result<Option<Fingerpr
     .transpose()
 }
 
-/// Turns a stored secret field into a secret, checking the value against its fingerprint.
-/// Returns the secret (empty when not stored) and the fingerprint when the value was absent.
-fn decode_secret_field(
-    field: SecretFieldV1<SecretText>,
-    what: &str,
-) -> Result<(Secret, Option<Fingerprint>), CodecError> {
-    let fingerprint = parse_fingerprint(field.fingerprint, what)?;
-    match field.value {
-        Some(value) => {
-            let secret = value.into_secret();
-            if fingerprint.as_ref() != Some(&secret.fingerprint()) {
-                return Err(CodecError::Invalid(format!(
-                    "{what} does not match its fingerprint"
-                )));
-            }
-            Ok((secret, None))
-        }
-        None => Ok((Secret::new(String::new()), fingerprint)),
-    }
-}
+mod entry;
+mod error;
+mod keys;
+mod records;
 
-/// Decodes an entry record.
-pub fn decode_entry(bytes: &[u8]) -> Result<DecodedEntry, CodecError> {
-    let record: EntryRecordV1<SecretText> = decode_record(bytes)?;
-    let (kind, borrowed_fingerprint) = match record.credential {
-        CredentialRecordV1::ApiKey { key } => {
-            let (key, fingerprint) = decode_secret_field(key, "api key")?;
-            (EntryKind::ApiKey { key }, fingerprint)
-        }
-        CredentialRecordV1::OAuth {
-            access,
-            refresh,
-            expires_at,
-            client,
-        } => {
-            let (access, _) = decode_secret_field(access, "access token")?;
-            let (refresh, refresh_fingerprint) = match refresh {
-                Some(field) => {
-                    let (secret, fingerprint) = decode_secret_field(field, "refresh token")?;
-                    (Some(secret), fingerprint)
-                }
-                None => (None, None),
-            };
-            let tokens = OAuthTokens {
-                access,
-                refresh,
-                expires_at: expires_at.map(Timestamp),
-                client: ClientMetadata {
-                    client_id: client.client_id,
-                    token_endpoint: client.token_endpoint,
-                    scope: client.scope,
-                    obtained_at: client.obtained_at.map(Timestamp),
-                },
-            };
-            (EntryKind::OAuth(tokens), refresh_fingerprint)
-        }
-    };
-    let source = match record.source {
-        SourceRecordV1::Manual => SecretSource::Manual,
-        SourceRecordV1::EnvVar { name } => SecretSource::EnvVar { name },
-        SourceRecordV1::File { path } => SecretSource::File { path },
-        SourceRecordV1::OAuthGrant => SecretSource::OAuthGrant,
-    };
-    let status = match record.status {
-        StatusRecordV1::Ok => Status::Ok,
-        StatusRecordV1::CoolingDown { until, cause } => Status::CoolingDown {
-            until: Timestamp(until),
-            cause: match cause {
-                CauseRecordV1::Auth => CooldownCause::Auth,
-                CauseRecordV1::RateLimited => CooldownCause::RateLimited,
-                CauseRecordV1::Billing => CooldownCause::Billing,
-                CauseRecordV1::RefreshFailed => CooldownCause::RefreshFailed,
-                CauseRecordV1::Other => CooldownCause::Other,
-            },
-        },
-        StatusRecordV1::Dead { reason, since } => Status::Dead {
-            reason: DeadReason::new(reason),
-            since: Timestamp(since),
-        },
-    };
-    let mut entry = Entry::new(EntryId(record.id), record.label, kind, source);
-    entry.priority = record.priority;
-    entry.weight = record.weight;
-    entry.base_url = record.base_url;
-    entry.generation = Generation(record.generation);
-    entry.usage = Usage {
-        selections: record.usage.selections,
-        successes: record.usage.successes,
-        failures: record.usage.failures,
-        refreshes: record.usage.refreshes,
-        last_used_at: record.usage.last_used_at.map(Timestamp),
-    };
-    entry.status = status;
-    entry.model_cooldowns = record
-        .model_cooldowns
-        .into_iter()
-        .map(|(model, until)| (model, Timestamp(until)))
-        .collect();
-    entry.last_error = record.last_error.map(|error| LastError {
-        kind: error.kind,
-        status: error.status,
-        reason: error.reason,
-        message: error.message,
-        at: Timestamp(error.at),
-    });
-    entry.last_refresh_at = record.last_refresh_at.map(Timestamp);
-    Ok(DecodedEntry {
-        entry,
-        borrowed_fingerprint,
-    })
-}
+#[cfg(test)]
+pub(crate) use self::entry::encode_entry_v1;
+pub use self::entry::{DecodedEntry, Secrets, decode_entry, encode_entry, sealed_key_id};
+pub use self::error::CodecError;
+pub use self::keys::*;
+use self::records::*;
 
 // ---------------------------------------------------------------------------------------------
 // Provider state, markers, quarantine
@@ -339,7 +150,7 @@ pub fn encode_provider_state(state: &ProviderState) -> Result<Zeroizing<Vec<u8>>
         },
         round_robin_cursor: u64::try_from(state.round_robin_cursor).unwrap_or(u64::MAX),
     };
-    encode_record(&record)
+    encode_record(FORMAT_V1, &record)
 }
 
 /// Decodes a provider's state.
@@ -360,13 +171,16 @@ pub fn decode_provider_state(bytes: &[u8]) -> Result<ProviderState, CodecError> 
 
 /// Encodes a refresh marker (it holds the refresh token's fingerprint, never the token).
 pub fn encode_marker(marker: &RefreshMarker) -> Result<Zeroizing<Vec<u8>>, CodecError> {
-    encode_record(&MarkerRecordV1 {
-        provider: marker.provider.as_str().to_owned(),
-        entry: marker.entry.0,
-        generation: marker.generation.0,
-        refresh_fingerprint: marker.refresh_fingerprint.as_str().to_owned(),
-        started_at: marker.started_at.millis(),
-    })
+    encode_record(
+        FORMAT_V1,
+        &MarkerRecordV1 {
+            provider: marker.provider.as_str().to_owned(),
+            entry: marker.entry.0,
+            generation: marker.generation.0,
+            refresh_fingerprint: marker.refresh_fingerprint.as_str().to_owned(),
+            started_at: marker.started_at.millis(),
+        },
+    )
 }
 
 /// Decodes a refresh marker.
@@ -382,27 +196,41 @@ pub fn decode_marker(bytes: &[u8]) -> Result<RefreshMarker, CodecError> {
     })
 }
 
-/// Encodes a quarantined record together with the raw bytes that failed to decode.
+/// Encodes a quarantined record stored under `quarantine_key`, with the raw bytes that failed
+/// to decode sealed under `key` (they may hold secrets, in clear if the record was format 1).
 ///
-/// The raw bytes are kept (in the same private store) so that a later build may recover them.
+/// The raw bytes are kept so that a later build may recover them.
 pub fn encode_quarantined(
     record: &QuarantinedRecord,
     raw: &[u8],
+    quarantine_key: &[u8],
+    key: &MasterKey,
 ) -> Result<Zeroizing<Vec<u8>>, CodecError> {
-    encode_record(&QuarantineRecordV1 {
-        provider: record.provider.as_ref().map(|p| p.as_str().to_owned()),
-        key: record.key.clone(),
-        error: record.error.clone(),
-        quarantined_at: record.quarantined_at.millis(),
-        raw: raw.to_vec(),
-    })
+    let sealed = key
+        .seal(&Binding::quarantined(FORMAT_V2, quarantine_key), raw)
+        .map_err(|error| CodecError::Encode(error.to_string()))?;
+    encode_record(
+        FORMAT_V2,
+        &QuarantineRecordV1 {
+            provider: record.provider.as_ref().map(|p| p.as_str().to_owned()),
+            key: record.key.clone(),
+            error: record.error.clone(),
+            quarantined_at: record.quarantined_at.millis(),
+            raw: sealed,
+        },
+    )
 }
 
-/// Decodes a quarantined record, returning it and the raw bytes that failed to decode.
+/// Decodes a quarantined record (format 1 or 2), returning it and the raw bytes as stored:
+/// sealed in format 2 (see [`open_quarantined_raw`]), in clear in format 1.
 pub fn decode_quarantined(
     bytes: &[u8],
 ) -> Result<(QuarantinedRecord, Zeroizing<Vec<u8>>), CodecError> {
-    let record: QuarantineRecordV1 = decode_record(bytes)?;
+    let (version, payload) = split_version(bytes)?;
+    if version != FORMAT_V1 && version != FORMAT_V2 {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    let record: QuarantineRecordV1 = decode_payload(payload)?;
     Ok((
         QuarantinedRecord {
             provider: record.provider.as_deref().map(ProviderId::new),
@@ -412,6 +240,29 @@ pub fn decode_quarantined(
         },
         Zeroizing::new(record.raw),
     ))
+}
+
+/// Whether a quarantine record is format 1 (its raw bytes in clear): migration seals it.
+pub fn quarantined_in_clear(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&FORMAT_V1)
+}
+
+/// The raw bytes of a format-2 quarantine record stored under `quarantine_key`, opened.
+///
+/// # Errors
+/// Not a format-2 quarantine record, or its seal does not open with `key`.
+pub fn open_quarantined_raw(
+    bytes: &[u8],
+    quarantine_key: &[u8],
+    key: &MasterKey,
+) -> Result<Zeroizing<Vec<u8>>, CodecError> {
+    let (version, _) = split_version(bytes)?;
+    if version != FORMAT_V2 {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    let (_, sealed) = decode_quarantined(bytes)?;
+    key.open(&Binding::quarantined(FORMAT_V2, quarantine_key), &sealed)
+        .map_err(|error| CodecError::SealOpenFailed(format!("quarantined record: {error}")))
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ mod health;
 mod hydrate;
 pub mod manifest;
 mod memory;
+pub mod seal;
 mod sled_store;
 
 pub use health::StoreHealth;
@@ -39,6 +40,8 @@ pub use sled_store::SledStore;
 pub use sled_store::backup::{BACKUP_MAGIC, Backup};
 pub use sled_store::integrity::{Damage, Recovered};
 pub use sled_store::open::OpenOptions;
+pub use sled_store::rekey::Rekeyed;
+pub use sled_store::sealing::Resealed;
 
 /// Per-provider state that is not an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +228,31 @@ pub enum StoreError {
         path: String,
         /// What is missing or older, one line each (ids and labels, never a secret).
         problems: Vec<String>,
+    },
+    /// The master key could not be read (the message names its source, never the value).
+    #[error("{0}")]
+    Key(#[from] seal::source::KeyError),
+    /// The store is sealed with another key than the one given; nothing was changed.
+    #[error(
+        "store at {path} is sealed with key {stored}, given key {given} (from {origin}); give the key it was sealed with"
+    )]
+    WrongKey {
+        /// The data directory.
+        path: String,
+        /// The id of the key the store is sealed with.
+        stored: seal::KeyId,
+        /// The id of the key given.
+        given: seal::KeyId,
+        /// Where the given key came from.
+        origin: String,
+    },
+    /// The store is sealed and no key was found for it; nothing was changed.
+    #[error("store at {path} is sealed with key {stored}, and no key was given: set {env} or master_key_file, or put the key back in {path}/{file}", env = seal::source::ENV_VAR, file = seal::source::KEY_FILE)]
+    KeyMissing {
+        /// The data directory.
+        path: String,
+        /// The id of the key the store is sealed with.
+        stored: seal::KeyId,
     },
     /// A read, write or flush failed.
     #[error("store i/o failed: {0}")]

@@ -20,7 +20,8 @@ use credpool_core::{Clock, Entry, EntryId, Generation, ProviderId, SystemClock};
 use zeroize::Zeroizing;
 
 use crate::batch::{self, RawProvider, RawRecord, TreeName};
-use crate::codec;
+use crate::codec::{self, Secrets};
+use crate::seal::MasterKey;
 use crate::{
     CasOutcome, Change, ChangeHook, ChangeKind, ChangeNotice, ProviderSnapshot, QuarantinedRecord,
     Store, StoreError,
@@ -71,6 +72,8 @@ pub struct MemoryStore {
     flushes: AtomicU64,
     /// Stamps quarantined records; injected so tests control time.
     clock: Arc<dyn Clock>,
+    /// Seals secrets exactly as the sled store does (a key of its own, made at creation).
+    key: Arc<MasterKey>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -104,7 +107,13 @@ impl MemoryStore {
             fail_kind: Mutex::new(None),
             flushes: AtomicU64::new(0),
             clock,
+            key: Arc::new(MasterKey::generate().0),
         }
+    }
+
+    /// The key that seals this store's secrets.
+    pub fn master_key(&self) -> &Arc<MasterKey> {
+        &self.key
     }
 
     /// Makes every following write fail with [`StoreError::Io`] (`true`) or succeed again.
@@ -168,7 +177,7 @@ impl MemoryStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let ops = batch::encode_changes(changes)?;
+        let ops = batch::encode_changes(changes, &self.key)?;
         {
             let mut state = self.lock();
             for op in ops {
@@ -237,7 +246,12 @@ impl Store for MemoryStore {
             markers: state.live.scan(TreeName::Markers, &prefix),
             quarantine: state.live.scan(TreeName::Quarantine, &prefix),
         };
-        let (snapshot, corrupted) = batch::assemble(provider, raw, self.clock.now())?;
+        let reading = batch::Reading {
+            provider,
+            now: self.clock.now(),
+            key: &self.key,
+        };
+        let (snapshot, corrupted) = batch::assemble(&reading, raw)?;
         for corrupt in corrupted {
             let source = state.live.tree_mut(corrupt.tree);
             if source.get(&corrupt.key) == Some(&corrupt.raw) {
@@ -279,14 +293,14 @@ impl Store for MemoryStore {
     ) -> Result<CasOutcome, StoreError> {
         self.check_writable()?;
         let key = codec::entry_key(provider, entry.id)?;
-        let value = codec::encode_entry(entry)?;
+        let value = codec::encode_entry(provider, entry, &self.key)?;
         let outcome = {
             let mut state = self.lock();
             let tree = state.live.tree_mut(TreeName::Entries);
             match tree.get(&key) {
                 None => CasOutcome::Conflict { found: None },
                 Some(stored) => {
-                    let found = codec::decode_entry(stored)
+                    let found = codec::decode_entry(provider, stored, Secrets::Skip)
                         .map_err(|error| StoreError::Corrupt {
                             key: codec::printable_key(codec::ENTRIES_TREE, &key),
                             reason: error.to_string(),

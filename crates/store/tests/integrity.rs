@@ -412,7 +412,25 @@ fn a_backup_restores_into_an_empty_dir_and_nowhere_else() {
         store.export().unwrap()
     };
     assert!(bytes.starts_with(credpool_store::BACKUP_MAGIC));
+    // A sealed backup needs the key it was sealed with: none, or another, is refused before
+    // anything is written.
     let target = tempfile::tempdir().unwrap();
+    let error = SledStore::restore(target.path(), &bytes).unwrap_err();
+    assert!(matches!(error, StoreError::KeyMissing { .. }), "{error}");
+    let (other, _) = credpool_store::seal::MasterKey::generate();
+    let with_key = |key: credpool_store::seal::MasterKey| credpool_store::OpenOptions {
+        key: credpool_store::seal::source::KeySource::Key(std::sync::Arc::new(key)),
+        ..Default::default()
+    };
+    let error = SledStore::restore_with(target.path(), &bytes, with_key(other)).unwrap_err();
+    assert!(matches!(error, StoreError::WrongKey { .. }), "{error}");
+    assert!(!target.path().join("db").exists(), "nothing written");
+    // The key put where the standard lookup finds it.
+    std::fs::copy(
+        source.path().join("master.key"),
+        target.path().join("master.key"),
+    )
+    .unwrap();
     let (store, backup) = SledStore::restore(target.path(), &bytes).unwrap();
     assert!(backup.records >= 36);
     drop(store);

@@ -13,9 +13,23 @@ use credpool_core::{
     ClientMetadata, CooldownCause, DeadReason, Entry, EntryId, EntryKind, Generation, LastError,
     OAuthTokens, Secret, SecretSource, Status, Timestamp, Usage,
 };
-use credpool_store::codec::{decode_entry, encode_entry};
+use std::sync::LazyLock;
+
+use credpool_core::ProviderId;
+use credpool_store::codec::{self, CodecError, DecodedEntry, Secrets};
+use credpool_store::seal::MasterKey;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+
+static KEY: LazyLock<MasterKey> = LazyLock::new(|| MasterKey::generate().0);
+
+fn encode_entry(entry: &Entry) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
+    codec::encode_entry(&ProviderId::new("xai-oauth"), entry, &KEY)
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<DecodedEntry, CodecError> {
+    codec::decode_entry(&ProviderId::new("xai-oauth"), bytes, Secrets::Open(&KEY))
+}
 
 fn timestamp() -> impl Strategy<Value = Timestamp> {
     any::<i64>().prop_map(Timestamp)

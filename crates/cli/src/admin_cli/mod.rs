@@ -23,6 +23,7 @@
 mod offline;
 mod remote;
 mod render;
+mod store_ops;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -74,6 +75,15 @@ pub struct AdminArgs {
     /// token (and secrets to add) unencrypted. Loopback http needs no flag.
     #[arg(long, global = true, help_heading = "Connection and output")]
     allow_insecure_http: bool,
+    /// Offline: the store's master key file (base64 of 32 bytes). CREDPOOL_MASTER_KEY wins
+    /// over it; without either, the config's master_key_file, else <data_dir>/master.key.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection and output",
+        value_name = "FILE"
+    )]
+    master_key_file: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true, help_heading = "Connection and output")]
     json: bool,
@@ -159,6 +169,13 @@ pub enum AdminCommand {
         #[arg(long)]
         accept_loss: bool,
     },
+    /// Re-seals every stored secret under a new master key (offline only, on a stopped
+    /// service's store). A crash at any moment leaves the store under the old key or the new.
+    Rekey {
+        /// The new key (base64 of 32 bytes, e.g. from `openssl rand -base64 32`).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
 }
 
 /// `credpool admin add`.
@@ -237,9 +254,9 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<ExitCode> {
     }
     if matches!(
         args.command,
-        AdminCommand::Restore { .. } | AdminCommand::Recover { .. }
+        AdminCommand::Restore { .. } | AdminCommand::Recover { .. } | AdminCommand::Rekey { .. }
     ) {
-        bail!("restore and recover work offline only: give --data-dir or --config");
+        bail!("restore, recover and rekey work offline only: give --data-dir or --config");
     }
     let url = args.url.clone().unwrap_or_else(|| DEFAULT_URL.to_owned());
     let Some(token_file) = &args.token_file else {

@@ -7,16 +7,15 @@
 //! to a provider and no entry is benched for a refresh that was never tried; the facade is
 //! always shut down (flushed), also when the command fails.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use credpool::admin::{Add, Move, Refresh, Remove, Reset, SetStrategy, Snapshot, Stats};
 use credpool::{
-    Credpool, CredpoolError, EntryView, PoolEvent, ProviderId, SledStore, StoreError, Target,
+    Credpool, CredpoolError, EntryView, KeySource, PoolEvent, ProviderId, StoreError, Target,
 };
 use credpool_core::{EntryId, Generation};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{AdminArgs, AdminCommand};
 use credpool_server::api::parse_strategy;
@@ -43,10 +42,24 @@ pub async fn run(args: &AdminArgs) -> anyhow::Result<Value> {
         (None, Some(config)) => config.data_dir.clone(),
         (None, None) => bail!("give --data-dir or --config"),
     };
-    if let Some(value) = store_command(&args.command, &data_dir).await? {
+    let key = match (&args.master_key_file, &config) {
+        (Some(file), _) => KeySource::File(file.clone()),
+        (
+            None,
+            Some(ServeConfig {
+                master_key_file: Some(file),
+                ..
+            }),
+        ) => KeySource::File(file.clone()),
+        _ => KeySource::Standard,
+    };
+    if let Some(value) = super::store_ops::run(&args.command, &data_dir, &key).await? {
         return Ok(value);
     }
     let mut builder = Credpool::builder().data_dir(&data_dir);
+    if let KeySource::File(file) = &key {
+        builder = builder.master_key_file(file);
+    }
     let mut allow_loopback = args.allow_insecure_loopback;
     let mut refresher = credpool::RefresherConfig::default();
     if let Some(config) = &config {
@@ -180,7 +193,8 @@ async fn command(
         AdminCommand::Events { .. } => bail!("events need a running service"),
         AdminCommand::Backup { .. }
         | AdminCommand::Restore { .. }
-        | AdminCommand::Recover { .. } => {
+        | AdminCommand::Recover { .. }
+        | AdminCommand::Rekey { .. } => {
             bail!("handled on the store itself")
         }
     })
@@ -200,61 +214,6 @@ fn ends_refresh(event: &PoolEvent, entry: EntryId, generation: Generation) -> bo
         }
         _ => false,
     }
-}
-
-/// The commands that work on the store itself, without starting any pool: backup, restore
-/// and recover. `None` for the others.
-async fn store_command(command: &AdminCommand, data_dir: &Path) -> anyhow::Result<Option<Value>> {
-    let data_dir = data_dir.to_path_buf();
-    let locked = |error: StoreError| match error {
-        StoreError::Locked { path } => anyhow::anyhow!(
-            "store at {path} is locked: another process holds it; back up a running service with --url"
-        ),
-        other => anyhow::Error::new(other),
-    };
-    let value = match command {
-        AdminCommand::Backup { file } => {
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || -> anyhow::Result<Value> {
-                let store = SledStore::open(&data_dir).map_err(locked)?;
-                let bytes = store.export()?;
-                credpool_server::private_file::write(&file, &bytes)?;
-                Ok(json!({ "file": file.display().to_string(), "bytes": bytes.len() }))
-            })
-            .await??
-        }
-        AdminCommand::Restore { file } => {
-            let bytes = zeroize::Zeroizing::new(
-                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
-            );
-            tokio::task::spawn_blocking(move || -> anyhow::Result<Value> {
-                let (_, backup) = SledStore::restore(&data_dir, &bytes).map_err(locked)?;
-                Ok(json!({ "data_dir": data_dir.display().to_string(), "records": backup.records }))
-            })
-            .await??
-        }
-        AdminCommand::Recover { accept_loss } => {
-            if !accept_loss {
-                bail!(
-                    "recover drops what the store lost: say so with --accept-loss (or restore a backup instead)"
-                );
-            }
-            tokio::task::spawn_blocking(move || -> anyhow::Result<Value> {
-                let (_, recovered) = SledStore::recover(&data_dir).map_err(locked)?;
-                let damage: Vec<String> =
-                    recovered.damage.iter().map(ToString::to_string).collect();
-                let killed: Vec<String> = recovered
-                    .killed
-                    .iter()
-                    .map(|(provider, entry)| format!("{provider}/{entry}"))
-                    .collect();
-                Ok(json!({ "accepted": damage, "killed": killed }))
-            })
-            .await??
-        }
-        _ => return Ok(None),
-    };
-    Ok(Some(value))
 }
 
 /// Starts a refresh and waits for its result, so the command does not end (and stop the

@@ -209,8 +209,10 @@ impl Remote {
                 credpool_server::private_file::write(file, &bytes)?;
                 Ok(serde_json::json!({ "file": file.display().to_string(), "bytes": bytes.len() }))
             }
-            AdminCommand::Restore { .. } | AdminCommand::Recover { .. } => {
-                bail!("restore and recover work offline only")
+            AdminCommand::Restore { .. }
+            | AdminCommand::Recover { .. }
+            | AdminCommand::Rekey { .. } => {
+                bail!("restore, recover and rekey work offline only")
             }
         }
     }

@@ -167,6 +167,26 @@ pub fn text(command: &AdminCommand, value: &Value) -> String {
             value.get("records").and_then(Value::as_u64).unwrap_or(0),
             str_of(value, "data_dir")
         ),
+        AdminCommand::Rekey { .. } => {
+            let mut text = format!(
+                "re-sealed {} entries and {} quarantined records: key {} → key {}\n",
+                value.get("entries").and_then(Value::as_u64).unwrap_or(0),
+                value
+                    .get("quarantined")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+                str_of(value, "from"),
+                str_of(value, "to"),
+            );
+            match value.get("replaced_key_file").and_then(Value::as_str) {
+                Some(file) => text.push_str(&format!("{file} now holds the new key\n")),
+                None => text.push_str(&format!(
+                    "give the service the new key from now on ({}, or CREDPOOL_MASTER_KEY); the old key no longer opens the store\n",
+                    str_of(value, "new_key_file")
+                )),
+            }
+            text
+        }
         AdminCommand::Recover { .. } => {
             let list = |key: &str| -> Vec<String> {
                 value

@@ -48,6 +48,9 @@ pub const DEFAULT_TOKEN_FILE: &str = "admin.token";
 pub struct ServeConfig {
     /// The sled store's directory.
     pub data_dir: PathBuf,
+    /// The master key's file (`CREDPOOL_MASTER_KEY` wins over it; without either the key is
+    /// `<data_dir>/master.key`, generated for a new store).
+    pub master_key_file: Option<PathBuf>,
     /// Where the admin API listens.
     pub listen: SocketAddr,
     /// The admin token's file (created on first start when absent).
@@ -102,6 +105,17 @@ impl ServeConfig {
         if raw.data_dir.get_ref().as_os_str().is_empty() {
             return Err(source.error(Some(raw.data_dir.span()), "data_dir", "must not be empty"));
         }
+        let master_key_file = match &raw.master_key_file {
+            Some(file) if file.get_ref().as_os_str().is_empty() => {
+                return Err(source.error(
+                    Some(file.span()),
+                    "master_key_file",
+                    "must not be empty",
+                ));
+            }
+            Some(file) => Some(resolve(base, file.get_ref())),
+            None => None,
+        };
         let listen = match raw.admin.listen {
             Some(listen) => listen,
             None => DEFAULT_LISTEN
@@ -189,6 +203,7 @@ impl ServeConfig {
         }
         Ok(ServeConfig {
             data_dir,
+            master_key_file,
             listen,
             token_file,
             max_connections,

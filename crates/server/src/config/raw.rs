@@ -16,6 +16,8 @@ use toml::Spanned;
 pub(super) struct RawConfig {
     pub(super) data_dir: Spanned<PathBuf>,
     #[serde(default)]
+    pub(super) master_key_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
     pub(super) allow_insecure_loopback: bool,
     #[serde(default)]
     pub(super) allow_inline_secrets: bool,

@@ -23,6 +23,13 @@ pub enum CodecError {
     /// The record is larger than [`RECORD_LIMIT`] or cannot be serialized.
     #[error("record cannot be encoded: {0}")]
     Encode(String),
+    /// A sealed value does not open: damaged, tampered with, copied from another entry, or
+    /// sealed under another key. Shown as the quarantine reason `seal_open_failed`.
+    #[error("seal_open_failed: {0}")]
+    SealOpenFailed(String),
+    /// A record in clear (format 1) where records are sealed.
+    #[error("a record in clear (format 1) in a sealed store")]
+    Clear,
     /// A provider name contains a NUL byte, which the key layout reserves.
     #[error("provider name contains a nul byte")]
     ProviderName,

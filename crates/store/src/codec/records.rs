@@ -29,8 +29,37 @@ impl Drop for SecretText {
     }
 }
 
+/// A sealed secret value (format 2): its bytes as [`crate::seal`] wrote them, serialized as
+/// bincode bytes (a length, then the bytes) exactly where format 1 has the text.
+pub(super) struct Sealed(pub(super) Vec<u8>);
+
+impl Serialize for Sealed {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sealed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Sealed;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("sealed bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Sealed, E> {
+                Ok(Sealed(bytes.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Sealed, E> {
+                Ok(Sealed(bytes))
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
-// Record types, version 1. `S` is `&str` when encoding (borrowing the live secret, no copy)
+// Record types, version 1 (format 2 is the same layout with `S = Sealed`). `S` is `&str` when encoding (borrowing the live secret, no copy)
 // and `SecretText` when decoding, so both directions share one layout.
 
 #[derive(Serialize, Deserialize)]
@@ -48,6 +77,30 @@ pub(super) struct EntryRecordV1<S> {
     pub(super) last_error: Option<LastErrorRecordV1>,
     pub(super) last_refresh_at: Option<i64>,
     pub(super) credential: CredentialRecordV1<S>,
+}
+
+impl<S> EntryRecordV1<S> {
+    /// The same record with its credential replaced by `map`'s.
+    pub(super) fn try_map_credential<T, E>(
+        self,
+        map: impl FnOnce(CredentialRecordV1<S>) -> Result<CredentialRecordV1<T>, E>,
+    ) -> Result<EntryRecordV1<T>, E> {
+        Ok(EntryRecordV1 {
+            id: self.id,
+            label: self.label,
+            source: self.source,
+            priority: self.priority,
+            weight: self.weight,
+            base_url: self.base_url,
+            generation: self.generation,
+            usage: self.usage,
+            status: self.status,
+            model_cooldowns: self.model_cooldowns,
+            last_error: self.last_error,
+            last_refresh_at: self.last_refresh_at,
+            credential: map(self.credential)?,
+        })
+    }
 }
 
 /// A secret's fingerprint (absent when the secret was empty) and, when owned, its value.

@@ -1,8 +1,28 @@
-use credpool_core::{CooldownCause, Generation, Status, Strategy, Timestamp};
+use std::sync::LazyLock;
+
+use credpool_core::{
+    CooldownCause, Entry, EntryKind, Generation, Secret, SecretSource, Status, Strategy, Timestamp,
+};
 use proptest::prelude::*;
 
 use super::*;
 use crate::fixtures::{self, ENV_CANARY, OWNED_CANARY, REFRESH_CANARY};
+use crate::seal::MasterKey;
+
+static KEY: LazyLock<MasterKey> = LazyLock::new(|| MasterKey::generate().0);
+static OTHER_KEY: LazyLock<MasterKey> = LazyLock::new(|| MasterKey::generate().0);
+
+fn provider() -> ProviderId {
+    ProviderId::new("openai")
+}
+
+fn encode(entry: &Entry) -> Result<Zeroizing<Vec<u8>>, CodecError> {
+    encode_entry(&provider(), entry, &KEY)
+}
+
+fn decode(bytes: &[u8]) -> Result<DecodedEntry, CodecError> {
+    decode_entry(&provider(), bytes, Secrets::Open(&KEY))
+}
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
@@ -12,9 +32,9 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 /// Encodes and decodes `entry`, asserting it comes back identical (secrets included).
 fn check_round_trip(entry: &Entry) {
-    let bytes = encode_entry(entry).expect("encodes");
-    assert_eq!(bytes[0], FORMAT_V1);
-    let decoded = decode_entry(&bytes).expect("decodes");
+    let bytes = encode(entry).expect("encodes");
+    assert_eq!(bytes[0], FORMAT_V2);
+    let decoded = decode(&bytes).expect("decodes");
     assert_eq!(fixtures::view(&decoded.entry), fixtures::view(entry));
     assert_eq!(decoded.borrowed_fingerprint, None);
     assert_eq!(
@@ -76,19 +96,82 @@ fn borrowed_entries_keep_only_their_fingerprint() {
         (&grant, REFRESH_CANARY, Fingerprint::of(REFRESH_CANARY)),
     ] {
         assert!(!entry.secrets_owned());
-        let bytes = encode_entry(entry).expect("encodes");
+        let bytes = encode(entry).expect("encodes");
         assert!(!contains(&bytes, canary), "borrowed secret written");
-        let decoded = decode_entry(&bytes).expect("decodes");
+        let decoded = decode(&bytes).expect("decodes");
         assert_eq!(decoded.borrowed_fingerprint, Some(expected));
         assert!(decoded.entry.request_secret().is_empty());
         assert_eq!(decoded.entry.source, entry.source);
         assert_eq!(decoded.entry.generation, entry.generation);
     }
     let owned = fixtures::api_key(3, OWNED_CANARY, SecretSource::Manual);
-    assert!(contains(
-        &encode_entry(&owned).expect("encodes"),
+    let bytes = encode(&owned).expect("encodes");
+    assert!(!contains(&bytes, OWNED_CANARY), "an owned secret is sealed");
+    assert_eq!(
+        decode(&bytes)
+            .expect("decodes")
+            .entry
+            .request_secret()
+            .expose(),
         OWNED_CANARY
-    ));
+    );
+}
+
+#[test]
+fn owned_secrets_are_sealed_and_open_only_on_their_own_entry() {
+    let grant = fixtures::oauth(
+        7,
+        OWNED_CANARY,
+        Some(REFRESH_CANARY),
+        SecretSource::OAuthGrant,
+    );
+    let bytes = encode(&grant).expect("encodes");
+    for canary in [OWNED_CANARY, REFRESH_CANARY] {
+        assert!(!contains(&bytes, canary), "{canary} in clear");
+    }
+    // The same record copied under another provider, or onto another entry id: nothing opens.
+    let elsewhere = decode_entry(&ProviderId::new("anthropic"), &bytes, Secrets::Open(&KEY));
+    assert!(
+        matches!(elsewhere, Err(CodecError::SealOpenFailed(_))),
+        "{elsewhere:?}"
+    );
+    let mut moved = grant.clone();
+    moved.id = EntryId(8);
+    let moved_bytes = encode(&moved).expect("encodes");
+    // Splice entry 7's sealed access token into entry 8's record (same lengths).
+    let at7 = bytes.len() - moved_bytes.len();
+    assert_eq!(at7, 0, "same layout");
+    let mut spliced = moved_bytes.to_vec();
+    let sealed_at = |b: &[u8]| {
+        b.windows(8)
+            .position(|w| w == KEY.id().0)
+            .expect("a sealed value")
+    };
+    let (from, to) = (sealed_at(&bytes), sealed_at(&moved_bytes));
+    spliced[to..to + 8 + 24 + 16 + OWNED_CANARY.len()]
+        .copy_from_slice(&bytes[from..from + 8 + 24 + 16 + OWNED_CANARY.len()]);
+    let error = decode(&spliced).expect_err("a value copied from another entry opened");
+    assert!(error.to_string().starts_with("seal_open_failed"), "{error}");
+    // Another key: refused, naming the key it was sealed under.
+    let other = decode_entry(&provider(), &bytes, Secrets::Open(&OTHER_KEY)).expect_err("opened");
+    assert!(other.to_string().contains(&KEY.id().to_string()), "{other}");
+    // Metadata needs no key.
+    let meta = decode_entry(&provider(), &bytes, Secrets::Skip).expect("decodes");
+    assert_eq!(meta.entry.generation, grant.generation);
+    assert_eq!(sealed_key_id(&bytes), Some(KEY.id()));
+}
+
+#[test]
+fn records_in_clear_are_read_only_to_migrate() {
+    let entry = fixtures::oauth(9, "at-clear", Some("rt-clear"), SecretSource::OAuthGrant);
+    let clear = encode_entry_v1(&entry).expect("encodes");
+    assert_eq!(clear[0], FORMAT_V1);
+    assert!(contains(&clear, "rt-clear"));
+    assert_eq!(decode(&clear).expect_err("opened"), CodecError::Clear);
+    let migrated = decode_entry(&provider(), &clear, Secrets::Migrate(&KEY)).expect("decodes");
+    assert_eq!(fixtures::view(&migrated.entry), fixtures::view(&entry));
+    let skipped = decode_entry(&provider(), &clear, Secrets::Skip).expect("decodes");
+    assert!(skipped.entry.request_secret().is_empty());
 }
 
 #[test]
@@ -121,16 +204,22 @@ fn other_records_round_trip() {
         error: "malformed record: io error".to_owned(),
         quarantined_at: Timestamp(5),
     };
-    let bytes = encode_quarantined(&record, b"\x01garbage").expect("encodes");
-    let (decoded, raw) = decode_quarantined(&bytes).expect("decodes");
+    let qkey = b"openai\0entries\0key";
+    let bytes = encode_quarantined(&record, b"\x01garbage", qkey, &KEY).expect("encodes");
+    assert!(!contains(&bytes, "garbage"), "raw bytes are sealed");
+    let (decoded, _) = decode_quarantined(&bytes).expect("decodes");
     assert_eq!(decoded, record);
+    let raw = open_quarantined_raw(&bytes, qkey, &KEY).expect("opens");
     assert_eq!(raw.as_slice(), b"\x01garbage");
+    assert!(open_quarantined_raw(&bytes, b"elsewhere", &KEY).is_err());
 }
 
 /// Asserts every decoder rejects `bytes` with an error whose text contains `expected`.
 fn check_rejected(bytes: &[u8], expected: &str) {
     let errors = [
-        decode_entry(bytes).err().map(|e| e.to_string()),
+        decode_entry(&provider(), bytes, Secrets::Migrate(&KEY))
+            .err()
+            .map(|e| e.to_string()),
         decode_provider_state(bytes).err().map(|e| e.to_string()),
         decode_marker(bytes).err().map(|e| e.to_string()),
         decode_quarantined(bytes).err().map(|e| e.to_string()),
@@ -146,7 +235,7 @@ fn malformed_records_are_errors() {
     let cases: &[(&[u8], &str)] = &[
         (b"", "empty"),
         (&[0], "unknown record format version 0"),
-        (&[2, 0, 0], "unknown record format version 2"),
+        (&[3, 0, 0], "unknown record format version 3"),
         (&[255], "unknown record format version 255"),
         (&[1], "truncated"),
         (&[1, 0], "truncated"),
@@ -168,7 +257,15 @@ fn length_prefixes_past_the_input_are_errors_without_allocating() {
         assert!(error.contains("truncated"), "{error}");
     };
     // Entry: id 0, then the label's length.
-    check(decode_entry(&with(&[0])).map(drop));
+    check(decode_entry(&provider(), &with(&[0]), Secrets::Migrate(&KEY)).map(drop));
+    check(
+        decode_entry(
+            &provider(),
+            &[&[FORMAT_V2], &[0u8][..], &HUGE].concat(),
+            Secrets::Open(&KEY),
+        )
+        .map(drop),
+    );
     // Marker: the provider's length.
     check(decode_marker(&with(&[])).map(drop));
     // Quarantine: `Some` provider, then its length.
@@ -178,8 +275,8 @@ fn length_prefixes_past_the_input_are_errors_without_allocating() {
 #[test]
 fn truncated_and_extended_records_are_errors() {
     let encoded: Vec<Zeroizing<Vec<u8>>> = vec![
-        encode_entry(&fixtures::busy(1)).expect("encodes"),
-        encode_entry(&fixtures::oauth(
+        encode(&fixtures::busy(1)).expect("encodes"),
+        encode(&fixtures::oauth(
             2,
             "at",
             Some("rt"),
@@ -197,7 +294,7 @@ fn truncated_and_extended_records_are_errors() {
     ];
     for bytes in &encoded {
         for len in 0..bytes.len() {
-            assert!(decode_entry(&bytes[..len]).is_err(), "prefix {len} decoded");
+            assert!(decode(&bytes[..len]).is_err(), "prefix {len} decoded");
             assert!(
                 decode_marker(&bytes[..len]).is_err(),
                 "prefix {len} decoded"
@@ -205,22 +302,25 @@ fn truncated_and_extended_records_are_errors() {
         }
         let mut longer = bytes.to_vec();
         longer.push(0);
-        assert!(decode_entry(&longer).is_err());
+        assert!(decode(&longer).is_err());
         assert!(decode_marker(&longer).is_err());
     }
 }
 
 #[test]
 fn a_secret_that_does_not_match_its_fingerprint_is_invalid() {
+    // In a record in clear (format 1, read to migrate); a sealed value is checked by its tag
+    // first, and its fingerprint after.
     let bytes =
-        encode_entry(&fixtures::api_key(1, "sk-aaaa", SecretSource::Manual)).expect("encodes");
+        encode_entry_v1(&fixtures::api_key(1, "sk-aaaa", SecretSource::Manual)).expect("encodes");
     let at = bytes
         .windows(7)
         .position(|w| w == b"sk-aaaa")
         .expect("the owned key is stored");
     let mut tampered = bytes.to_vec();
     tampered[at + 3] = b'b';
-    let error = decode_entry(&tampered).expect_err("tampered key decoded");
+    let error = decode_entry(&provider(), &tampered, Secrets::Migrate(&KEY))
+        .expect_err("tampered key decoded");
     assert_eq!(
         error,
         CodecError::Invalid("api key does not match its fingerprint".to_owned())
@@ -233,8 +333,8 @@ fn records_past_the_limit_are_not_decoded() {
     let limit = usize::try_from(RECORD_LIMIT).expect("fits");
     let mut entry = fixtures::api_key(1, "k", SecretSource::Manual);
     entry.label = "x".repeat(limit - 100);
-    let fits = encode_entry(&entry).expect("encodes");
-    assert!(decode_entry(&fits).is_ok());
+    let fits = encode(&entry).expect("encodes");
+    assert!(decode(&fits).is_ok());
     let mut oversize = vec![FORMAT_V1];
     oversize.resize(limit + 2, 0);
     check_rejected(&oversize, "exceeds the size limit");
@@ -244,7 +344,7 @@ fn records_past_the_limit_are_not_decoded() {
 fn oversize_records_are_not_encoded() {
     let mut entry = fixtures::api_key(1, "k", SecretSource::Manual);
     entry.label = "x".repeat(usize::try_from(RECORD_LIMIT).expect("fits") + 1);
-    assert!(matches!(encode_entry(&entry), Err(CodecError::Encode(_))));
+    assert!(matches!(encode(&entry), Err(CodecError::Encode(_))));
 }
 
 #[test]
@@ -289,7 +389,7 @@ fn printable_keys() {
 proptest! {
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode_entry(&bytes);
+        let _ = decode(&bytes);
         let _ = decode_provider_state(&bytes);
         let _ = decode_marker(&bytes);
         let _ = decode_quarantined(&bytes);
@@ -299,7 +399,7 @@ proptest! {
     fn decoding_arbitrary_v1_payloads_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let mut record = vec![FORMAT_V1];
         record.extend_from_slice(&bytes);
-        let _ = decode_entry(&record);
+        let _ = decode_entry(&provider(), &record, Secrets::Migrate(&KEY));
         let _ = decode_provider_state(&record);
         let _ = decode_marker(&record);
         let _ = decode_quarantined(&record);
@@ -307,10 +407,10 @@ proptest! {
 
     #[test]
     fn mutated_entries_never_panic(index in 0usize..400, byte in any::<u8>()) {
-        let mut bytes = encode_entry(&fixtures::busy(1)).expect("encodes").to_vec();
+        let mut bytes = encode(&fixtures::busy(1)).expect("encodes").to_vec();
         let at = index % bytes.len();
         bytes[at] = byte;
-        let _ = decode_entry(&bytes);
+        let _ = decode(&bytes);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use super::{SledStore, integrity};
 use crate::batch::TreeName;
+use crate::codec;
 use crate::{Store, StoreError};
 
 /// The first bytes of a backup file.
@@ -95,6 +96,20 @@ impl SledStore {
     /// The file is not a whole backup (wrong magic, checksum, or body), or the directory
     /// already holds entries (restoring over them could bring back spent refresh tokens).
     pub fn restore(dir: &Path, bytes: &[u8]) -> Result<(SledStore, Backup), StoreError> {
+        SledStore::restore_with(dir, bytes, super::open::OpenOptions::default())
+    }
+
+    /// [`SledStore::restore`] opening the new store with `options` (its master key): the
+    /// backup's sealed records must open with that key — the one the backed-up store was
+    /// sealed with. Records of a backup taken before sealing are sealed as they are restored.
+    ///
+    /// # Errors
+    /// As [`SledStore::restore`], and a backup sealed with another key than the one given.
+    pub fn restore_with(
+        dir: &Path,
+        bytes: &[u8],
+        open: super::open::OpenOptions,
+    ) -> Result<(SledStore, Backup), StoreError> {
         let bad = |reason: &str| StoreError::Unreadable {
             path: "the backup".to_owned(),
             reason: reason.to_owned(),
@@ -113,7 +128,8 @@ impl SledStore {
         let body: Body = options()
             .deserialize(payload)
             .map_err(|_| bad("its body does not decode"))?;
-        let store = SledStore::open(dir)?;
+        check_key(&body, dir, &open)?;
+        let (store, _) = SledStore::open_with(dir, open)?;
         if !store.providers()?.is_empty() {
             return Err(StoreError::Unreadable {
                 path: dir.display().to_string(),
@@ -136,6 +152,7 @@ impl SledStore {
                     .map_err(io)?;
             }
             sled.db.flush().map_err(io)?;
+            super::sealing::migrate(sled, &store.key)?;
             let spent: BTreeSet<String> = body.spent.iter().cloned().collect();
             let journal = integrity::rebuild(dir, sled, spent)?;
             *store.journal() = journal;
@@ -144,5 +161,36 @@ impl SledStore {
             records: body.records.len(),
         };
         Ok((store, backup))
+    }
+}
+
+/// Refuses a backup sealed with another key than the one `options` name, before anything
+/// is written (a backup taken before sealing needs none).
+fn check_key(
+    body: &Body,
+    dir: &Path,
+    options: &super::open::OpenOptions,
+) -> Result<(), StoreError> {
+    let sealed_with = body.records.iter().find_map(|(tree, _, value)| {
+        (usize::from(*tree) == TreeName::Entries as usize)
+            .then(|| codec::sealed_key_id(value))
+            .flatten()
+    });
+    let Some(sealed_with) = sealed_with else {
+        return Ok(());
+    };
+    let given = crate::seal::source::find(&options.key, dir)?;
+    match given {
+        Some(given) if given.key.id() == sealed_with => Ok(()),
+        Some(given) => Err(StoreError::WrongKey {
+            path: "the backup".to_owned(),
+            stored: sealed_with,
+            given: given.key.id(),
+            origin: given.origin.to_string(),
+        }),
+        None => Err(StoreError::KeyMissing {
+            path: dir.display().to_string(),
+            stored: sealed_with,
+        }),
     }
 }

@@ -17,8 +17,9 @@ use credpool_core::{CredentialKind, DeadReason, EntryId, ProviderId, Status, Tim
 use super::handles::Sled;
 use crate::StoreError;
 use crate::batch::TreeName;
-use crate::codec;
+use crate::codec::{self, Secrets};
 use crate::manifest::{self, Journal, JournalRead, MANIFEST_FILE, ManifestState, Recorded};
+use crate::seal::MasterKey;
 
 /// Marks, in sled's default tree, a store that keeps a manifest: without the file it is
 /// damaged, not new.
@@ -120,14 +121,16 @@ fn survey(sled: &Sled) -> Result<BTreeMap<(String, u64), Found>, StoreError> {
         else {
             continue;
         };
-        let decoded = codec::decode_entry(&value).ok().map(|decoded| {
-            let entry = decoded.entry;
-            (
-                entry.generation.0,
-                entry.label.clone(),
-                entry.credential_kind(),
-            )
-        });
+        let decoded = codec::decode_entry(&provider, &value, Secrets::Skip)
+            .ok()
+            .map(|decoded| {
+                let entry = decoded.entry;
+                (
+                    entry.generation.0,
+                    entry.label.clone(),
+                    entry.credential_kind(),
+                )
+            });
         found.insert((provider.as_str().to_owned(), id.0), Found { decoded });
     }
     let entries_tree = format!("{}\0", codec::ENTRIES_TREE);
@@ -210,6 +213,7 @@ pub(super) fn check(
     had_files: bool,
     accept_loss: bool,
     now: Timestamp,
+    key: &MasterKey,
 ) -> Result<(Journal, bool, Recovered), StoreError> {
     let io = |error: std::io::Error| StoreError::Io(format!("manifest: {error}"));
     let path = dir.join(MANIFEST_FILE);
@@ -251,7 +255,7 @@ pub(super) fn check(
     if !accept_loss {
         return Err(damaged(dir, &damage));
     }
-    let killed = kill_rolled_back(sled, &damage, &found, now)?;
+    let killed = kill_rolled_back(sled, &damage, &found, now, key)?;
     let journal = Journal::create(&path, state_of(&found, earlier)).map_err(io)?;
     mark_tracked(sled)?;
     for problem in &damage {
@@ -288,6 +292,7 @@ fn kill_rolled_back(
     damage: &[Damage],
     found: &BTreeMap<(String, u64), Found>,
     now: Timestamp,
+    key: &MasterKey,
 ) -> Result<Vec<(ProviderId, EntryId)>, StoreError> {
     let io = |error: sled::Error| StoreError::Io(error.to_string());
     let entries = &sled.trees[TreeName::Entries as usize];
@@ -306,17 +311,20 @@ fn kill_rolled_back(
             continue;
         }
         let provider_id = ProviderId::new(provider);
-        let key = codec::entry_key(&provider_id, *entry)?;
-        let Some(bytes) = entries.get(&key).map_err(io)? else {
+        let entry_key = codec::entry_key(&provider_id, *entry)?;
+        let Some(bytes) = entries.get(&entry_key).map_err(io)? else {
             continue;
         };
-        let mut decoded = codec::decode_entry(&bytes)?;
+        let mut decoded = codec::decode_entry(&provider_id, &bytes, Secrets::Migrate(key))?;
         decoded.entry.status = Status::Dead {
             reason: DeadReason::new(DeadReason::STORE_ROLLED_BACK),
             since: now,
         };
         entries
-            .insert(key, codec::encode_entry(&decoded.entry)?.as_slice())
+            .insert(
+                entry_key,
+                codec::encode_entry(&provider_id, &decoded.entry, key)?.as_slice(),
+            )
             .map_err(io)?;
         killed.push((provider_id, *entry));
     }

@@ -41,8 +41,10 @@ use tracing::warn;
 use zeroize::Zeroizing;
 
 use crate::batch::{self, Corrupt, Op, RawProvider, RawRecord, TreeName};
-use crate::codec;
+use crate::codec::{self, Secrets};
 use crate::manifest::Journal;
+use crate::seal::MasterKey;
+use crate::seal::source::KeyOrigin;
 use crate::{
     CasOutcome, Change, ChangeHook, ProviderSnapshot, QuarantinedRecord, Store, StoreError,
 };
@@ -51,6 +53,8 @@ pub(crate) mod backup;
 mod handles;
 pub(crate) mod integrity;
 pub(crate) mod open;
+pub(crate) mod rekey;
+pub(crate) mod sealing;
 
 use self::handles::Sled;
 
@@ -70,6 +74,10 @@ pub struct SledStore {
     health: crate::health::HealthTracker,
     /// Stamps quarantined records; injected so tests control time.
     clock: Arc<dyn Clock>,
+    /// Seals and opens the secrets of records.
+    key: Arc<MasterKey>,
+    /// Where the key came from.
+    key_origin: KeyOrigin,
     /// Holds the exclusive lock on `credpool.lock` until the store drops.
     _lock: File,
 }
@@ -85,6 +93,11 @@ fn io_error(error: impl fmt::Display) -> StoreError {
 }
 
 impl SledStore {
+    /// The id of the key that seals this store, and where the key came from.
+    pub fn key_info(&self) -> (crate::seal::KeyId, &KeyOrigin) {
+        (self.key.id(), &self.key_origin)
+    }
+
     fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -246,7 +259,12 @@ impl Store for SledStore {
             markers: self.scan(TreeName::Markers, &prefix)?,
             quarantine: self.scan(TreeName::Quarantine, &prefix)?,
         };
-        let (snapshot, corrupted) = batch::assemble(provider, raw, self.clock.now())?;
+        let reading = batch::Reading {
+            provider,
+            now: self.clock.now(),
+            key: &self.key,
+        };
+        let (snapshot, corrupted) = batch::assemble(&reading, raw)?;
         for corrupt in &corrupted {
             self.quarantine(corrupt)?;
             warn!(
@@ -263,7 +281,7 @@ impl Store for SledStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let ops = batch::encode_changes(changes)?;
+        let ops = batch::encode_changes(changes, &self.key)?;
         self.outcome(self.writable())?;
         let written = self
             .journal()
@@ -304,7 +322,7 @@ impl Store for SledStore {
         entry: &Entry,
     ) -> Result<CasOutcome, StoreError> {
         let key = codec::entry_key(provider, entry.id)?;
-        let value = codec::encode_entry(entry)?;
+        let value = codec::encode_entry(provider, entry, &self.key)?;
         self.outcome(self.writable())?;
         let guard = self.sled()?;
         let Some(sled) = guard.as_ref() else {
@@ -315,7 +333,7 @@ impl Store for SledStore {
                 let Some(stored) = tree.get(key.as_slice())? else {
                     return Ok(CasOutcome::Conflict { found: None });
                 };
-                let found = codec::decode_entry(&stored)
+                let found = codec::decode_entry(provider, &stored, Secrets::Skip)
                     .map_err(|error| {
                         ConflictableTransactionError::Abort(StoreError::Corrupt {
                             key: codec::printable_key(codec::ENTRIES_TREE, &key),

@@ -9,8 +9,9 @@ use credpool_core::{Clock, SystemClock};
 
 use super::SledStore;
 use super::handles::{DIR_MODE, FILE_MODE, LOCK_FILE, open_sled, restrict_permissions};
-use super::integrity;
+use super::{integrity, sealing};
 use crate::StoreError;
+use crate::seal::source::KeySource;
 
 /// How a store is opened.
 #[derive(Clone)]
@@ -22,6 +23,9 @@ pub struct OpenOptions {
     /// (`store_rolled_back`), and the manifest is rebuilt from what is left. What was
     /// accepted is returned by [`SledStore::recover`].
     pub accept_loss: bool,
+    /// Where the master key comes from (by default `CREDPOOL_MASTER_KEY`, else
+    /// `<dir>/master.key`, generated for a new store).
+    pub key: KeySource,
 }
 
 impl Default for OpenOptions {
@@ -29,6 +33,7 @@ impl Default for OpenOptions {
         OpenOptions {
             clock: Arc::new(SystemClock),
             accept_loss: false,
+            key: KeySource::Standard,
         }
     }
 }
@@ -37,6 +42,7 @@ impl std::fmt::Debug for OpenOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenOptions")
             .field("accept_loss", &self.accept_loss)
+            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -105,13 +111,16 @@ impl SledStore {
         }
         let had_files = fs::metadata(dir.join("db")).is_ok_and(|meta| meta.len() > 0);
         let sled = open_sled(dir)?;
+        let resolved = sealing::resolve(dir, &sled, &options.key)?;
         let (journal, history_is_new, recovered) = integrity::check(
             dir,
             &sled,
             had_files,
             options.accept_loss,
             options.clock.now(),
+            &resolved.key,
         )?;
+        sealing::migrate(&sled, &resolved.key)?;
         restrict_permissions(dir).map_err(|error| {
             unreadable(format!(
                 "cannot restrict permissions of the data files: {error}"
@@ -126,6 +135,8 @@ impl SledStore {
             hooks: crate::batch::Hooks::default(),
             health: crate::health::HealthTracker::default(),
             clock: options.clock,
+            key: resolved.key,
+            key_origin: resolved.origin,
             _lock: lock,
         };
         Ok((store, recovered))
