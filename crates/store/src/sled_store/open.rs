@@ -109,9 +109,10 @@ impl SledStore {
                 )));
             }
         }
+        let found = sealing::precheck(dir, &options.key)?;
         let had_files = fs::metadata(dir.join("db")).is_ok_and(|meta| meta.len() > 0);
         let sled = open_sled(dir)?;
-        let resolved = sealing::resolve(dir, &sled, &options.key)?;
+        let resolved = sealing::resolve(dir, &sled, found)?;
         let (journal, history_is_new, recovered) = integrity::check(
             dir,
             &sled,
@@ -121,6 +122,7 @@ impl SledStore {
             &resolved.key,
         )?;
         sealing::migrate(&sled, &resolved.key)?;
+        sealing::write_id_file(dir, &[resolved.key.id()])?;
         restrict_permissions(dir).map_err(|error| {
             unreadable(format!(
                 "cannot restrict permissions of the data files: {error}"

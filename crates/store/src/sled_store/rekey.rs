@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::sealing::{Resealed, rekey};
+use super::sealing::{Resealed, rekey, write_id_file};
 use crate::StoreError;
 use crate::seal::source;
 use crate::seal::{KeyId, MasterKey};
@@ -55,7 +55,11 @@ impl super::SledStore {
         let Some(sled) = guard.as_ref() else {
             return Err(StoreError::Io("store closed".to_owned()));
         };
+        // Both ids listed while the commit is under way: a crash leaves a store that the early
+        // check lets either key reach, and sled's record names the one that opens it.
+        write_id_file(dir, &[old.id(), new.id()])?;
         rekeyed.resealed = rekey(sled, &old, new)?;
+        write_id_file(dir, &[new.id()])?;
         tracing::info!(
             from = %rekeyed.from,
             to = %rekeyed.to,

@@ -2,7 +2,9 @@
 //! before sealing (migration), and re-sealing under a new key (rekey).
 //!
 //! sled's default tree holds `credpool/seal`: a version byte and the id of the key every
-//! sealed value is under.
+//! sealed value is under. The file `sealed-with` beside it repeats the id (two ids while a
+//! rekey commits), so that an open with another key is refused before sled is opened at all —
+//! sled's own recovery at open writes to its files.
 //!
 //! **Invariants:**
 //! - The key is checked before anything is written at an open: a store sealed with another
@@ -59,16 +61,107 @@ fn key_id_value(id: KeyId) -> Vec<u8> {
     value
 }
 
-/// Finds the key for the store in `dir` and checks it against the id the store records;
-/// generates `<dir>/master.key` for a store that records none and has no key given.
+/// The file beside sled that names the key(s) the store may be sealed with.
+pub(super) const ID_FILE: &str = "sealed-with";
+
+/// The check word of an ids line: 8 hex digits of its SHA-256, so that a damaged file is
+/// ignored rather than read as another key.
+fn check_word(ids: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(ids.as_bytes());
+    digest[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The ids `sealed-with` lists (none when it is absent or damaged: sled's record decides).
+fn read_id_file(dir: &Path) -> Vec<KeyId> {
+    let Ok(text) = std::fs::read_to_string(dir.join(ID_FILE)) else {
+        return Vec::new();
+    };
+    let Some((ids, check)) = text.trim_end().rsplit_once(' ') else {
+        return Vec::new();
+    };
+    if check_word(ids) != check {
+        return Vec::new();
+    }
+    ids.split_whitespace()
+        .filter_map(|word| {
+            let bytes = word.as_bytes();
+            if bytes.len() != 16 {
+                return None;
+            }
+            let mut id = [0u8; 8];
+            for (i, pair) in bytes.chunks(2).enumerate() {
+                let pair = std::str::from_utf8(pair).ok()?;
+                id[i] = u8::from_str_radix(pair, 16).ok()?;
+            }
+            Some(KeyId(id))
+        })
+        .collect()
+}
+
+/// Replaces `sealed-with` (written to a temporary file, synced, renamed, directory synced).
+pub(super) fn write_id_file(dir: &Path, ids: &[KeyId]) -> Result<(), StoreError> {
+    use std::io::Write;
+    let io = |error: std::io::Error| StoreError::Io(format!("{ID_FILE}: {error}"));
+    if read_id_file(dir) == ids {
+        return Ok(());
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let text: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let line = text.join(" ");
+    let temporary = dir.join(format!("{ID_FILE}.tmp"));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io)?;
+    file.write_all(format!("{line} {}\n", check_word(&line)).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&temporary, dir.join(ID_FILE)).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io)
+}
+
+/// Before sled opens: finds the key `key_source` names and refuses it when `sealed-with`
+/// lists other ids (or no key is found for a store that lists one). Nothing is written.
+pub(super) fn precheck(
+    dir: &Path,
+    key_source: &KeySource,
+) -> Result<Option<ResolvedKey>, StoreError> {
+    let path = dir.display().to_string();
+    let listed = read_id_file(dir);
+    let found = source::find(key_source, dir)?;
+    let Some(&stored) = listed.last() else {
+        return Ok(found);
+    };
+    match &found {
+        None => Err(StoreError::KeyMissing { path, stored }),
+        Some(found) if !listed.contains(&found.key.id()) => Err(StoreError::WrongKey {
+            path,
+            stored,
+            given: found.key.id(),
+            origin: found.origin.to_string(),
+        }),
+        Some(_) => Ok(found),
+    }
+}
+
+/// Checks the key found before sled opened against the id the store records; generates
+/// `<dir>/master.key` for a store that records none and has no key given.
 pub(super) fn resolve(
     dir: &Path,
     sled: &Sled,
-    key_source: &KeySource,
+    found: Option<ResolvedKey>,
 ) -> Result<ResolvedKey, StoreError> {
     let path = dir.display().to_string();
     let stored = stored_key_id(sled)?;
-    let found = source::find(key_source, dir)?;
     let resolved = match (found, stored) {
         (Some(found), _) => found,
         (None, Some(stored)) => return Err(StoreError::KeyMissing { path, stored }),
