@@ -3,7 +3,11 @@
 //! and every access and refresh token the fake provider issued, read back from the demo's
 //! saved fake state — may appear in its logs or output, in offline admin output, in a
 //! service's admin API answers and metrics over the same store (also at TRACE), in `Debug`
-//! output, or in a panic message.
+//! output, or in a panic message. The master key (given in `CREDPOOL_MASTER_KEY`) is one of
+//! those secrets too, and once everything has run, no secret is in the data dir in clear,
+//! base64 or hex, but in the two files of the demo's fake provider (its own state).
+
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -67,9 +71,18 @@ impl Drop for Service {
 async fn no_secret_of_the_demo_workload_leaks_anywhere() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let master = credpool_store::seal::MasterKey::generate().1.to_string();
+    let master_forms = {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&master)
+            .unwrap();
+        vec![master.clone(), hex::encode(&bytes)]
+    };
 
     // 1. The demo at TRACE.
     let demo = Command::new(BIN)
+        .env("CREDPOOL_MASTER_KEY", &master)
         .args([
             "demo",
             "--duration",
@@ -92,14 +105,16 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
     );
     let summary: Value = serde_json::from_str(demo_out.lines().last().unwrap()).unwrap();
     assert!(summary["refreshes"].as_u64().unwrap() >= 1, "{summary}");
-    let secrets = demo_secrets(&data);
+    let mut secrets = demo_secrets(&data);
     assert!(secrets.len() >= 3 + 3 * 2, "the fake issued tokens");
+    secrets.extend(master_forms);
     assert_clean("the demo's stdout", &demo_out, &secrets);
     assert_clean("the demo's log", &demo_log, &secrets);
 
     // 2. Offline admin on the demo's store.
     for args in [&["status", "--json"][..], &["status"][..]] {
         let output = Command::new(BIN)
+            .env("CREDPOOL_MASTER_KEY", &master)
             .arg("admin")
             .arg("--data-dir")
             .arg(&data)
@@ -138,6 +153,7 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
     .unwrap();
     let log = Arc::new(Mutex::new(String::new()));
     let mut child = Command::new(BIN)
+        .env("CREDPOOL_MASTER_KEY", &master)
         .args(["serve", "--config"])
         .arg(&config)
         .env("RUST_LOG", "trace")
@@ -211,6 +227,13 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
     // The reader ends when the killed service's stderr closes: the log is complete.
     log_reader.join().unwrap();
     assert_clean("the service's log", &log.lock().unwrap(), &secrets);
+    // Nothing on disk: the store holds every secret sealed, and the key is not written.
+    assert!(!data.join("master.key").exists());
+    support::assert_nothing_in_clear(
+        &data,
+        &secrets,
+        &["demo-fake-provider.json", "demo-fake-tokens.json"],
+    );
 
     // 4. Debug output and a forced panic, in process.
     let canary = secrets[0].clone();

@@ -317,3 +317,68 @@ pub fn status_json(output: &Output) -> Value {
     assert_ok(output);
     json(&stdout(output))
 }
+
+/// The ways a secret could sit in a file: as it is, in base64 (at each of the three byte
+/// alignments, the part that depends on the secret alone) and in hex.
+pub fn encodings(secret: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ];
+    let mut out = vec![
+        secret.as_bytes().to_vec(),
+        hex::encode(secret).into_bytes(),
+        hex::encode_upper(secret).into_bytes(),
+    ];
+    for engine in engines {
+        for shift in 0..3 {
+            let mut bytes = vec![0u8; shift];
+            bytes.extend_from_slice(secret.as_bytes());
+            let text = engine.encode(&bytes);
+            let start = if shift == 0 { 0 } else { 4 };
+            let end = text.len().saturating_sub(4);
+            if end > start + 8 {
+                out.push(text.as_bytes()[start..end].to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that no file under `dir` but those named in `except` holds any of `secrets` in
+/// clear, base64 or hex; names the file and the secret's last characters.
+pub fn assert_nothing_in_clear(dir: &Path, secrets: &[String], except: &[&str]) {
+    let mut checked = 0;
+    for path in walk(dir) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if except.contains(&name) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for secret in secrets {
+            for form in encodings(secret) {
+                assert!(
+                    !contains(&bytes, &form),
+                    "{} holds a secret (…{}) in clear, base64 or hex",
+                    path.display(),
+                    &secret[secret.len().saturating_sub(6)..]
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} files under {}", dir.display());
+}
+
+/// Every token in a fake provider's saved state (`FakeState` as JSON, or the demo's
+/// `demo-fake-tokens.json`): the refresh and access tokens it ever issued.
+pub fn tokens_of_fake_state(state: &Value) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for book in ["refresh_tokens", "access_tokens"] {
+        if let Some(map) = state["ledger"][book].as_object() {
+            tokens.extend(map.keys().cloned());
+        }
+    }
+    tokens
+}
