@@ -36,6 +36,18 @@ fn a_minimal_file_takes_the_defaults() {
     assert!(!config.allow_insecure_loopback);
     assert!(config.pools.is_empty() && config.seeds.is_empty());
     assert_eq!(config.refresher.http_timeout, Duration::from_secs(20));
+    assert_eq!(config.master_key_file, None);
+}
+
+#[test]
+fn the_master_key_file_is_resolved_beside_the_config_and_never_empty() {
+    let config = parse("data_dir = \"state\"\nmaster_key_file = \"keys/master.key\"\n").unwrap();
+    assert_eq!(
+        config.master_key_file,
+        Some(PathBuf::from("/etc/credpool/keys/master.key"))
+    );
+    let error = parse("data_dir = \"state\"\nmaster_key_file = \"\"\n").unwrap_err();
+    assert!(error.to_string().contains("master_key_file"), "{error}");
 }
 
 #[test]
