@@ -73,6 +73,12 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
             other => anyhow::Error::new(other)
                 .context(format!("opening the store in {}", args.data_dir.display())),
         })?;
+    let sealed = {
+        let (id, origin) = store.key_info();
+        format!(
+            "Stored keys and tokens are sealed with master key {id}, from {origin} (docs/SECURITY.md)."
+        )
+    };
     let state_path = args.data_dir.join(FAKE_STATE_FILE);
     let tokens_path = args.data_dir.join(FAKE_TOKENS_FILE);
     let saved = read_json::<SavedFake>(&state_path)?;
@@ -262,6 +268,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         print_table(&mut std::io::stdout(), &summary, &snapshots);
+        println!("{sealed}");
         println!(
             "Run it again to resume from {}; inspect it with `credpool admin --data-dir {} status`.",
             args.data_dir.display(),
