@@ -7,13 +7,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use credpool_core::{
     ClientMetadata, DeadReason, Entry, EntryId, EntryKind, Generation, OAuthTokens, ProviderId,
     Secret, SecretSource, Status,
 };
 use credpool_store::{Change, RefreshMarker, SledStore, Store, StoreError};
+
+mod common;
+use common::{copy_dir, files};
 
 const PROVIDERS: [&str; 3] = ["xai-oauth", "openai", "anthropic"];
 const PER_PROVIDER: u64 = 12;
@@ -80,33 +83,6 @@ fn populate(dir: &Path) -> BTreeMap<String, BTreeMap<u64, u64>> {
     }
     store.flush().unwrap();
     expected
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for item in std::fs::read_dir(dir).unwrap() {
-        let path = item.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if !path.ends_with("credpool.lock") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for item in std::fs::read_dir(from).unwrap() {
-        let path = item.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 /// A named change to one file of a copy.

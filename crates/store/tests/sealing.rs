@@ -18,6 +18,9 @@ use credpool_store::seal::source::KeySource;
 use credpool_store::{Change, OpenOptions, SledStore, Store, StoreError};
 use serde_json::Value;
 
+mod common;
+use common::{contents, copy_dir};
+
 fn key_options(key: &Arc<MasterKey>) -> OpenOptions {
     OpenOptions {
         key: KeySource::Key(Arc::clone(key)),
@@ -27,45 +30,6 @@ fn key_options(key: &Arc<MasterKey>) -> OpenOptions {
 
 fn open_with(dir: &Path, key: &Arc<MasterKey>) -> Result<SledStore, StoreError> {
     SledStore::open_with(dir, key_options(key)).map(|(store, _)| store)
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for item in std::fs::read_dir(dir).unwrap() {
-        let path = item.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Every file's bytes, by path (the lock file is empty and left out).
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    files(dir)
-        .into_iter()
-        .filter(|path| !path.ends_with("credpool.lock"))
-        .map(|path| {
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
-        })
-        .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for item in std::fs::read_dir(from).unwrap() {
-        let path = item.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
