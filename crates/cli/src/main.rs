@@ -9,6 +9,7 @@ mod bench;
 mod chaos;
 mod classify;
 mod demo;
+mod fake_provider;
 mod serve;
 mod table;
 
@@ -34,6 +35,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Kill a real `credpool serve` with SIGKILL during rotations and check every grant.
     Chaos(chaos::ChaosArgs),
+    /// A fake OAuth/API provider on loopback, for tests in other languages.
+    #[command(hide = true)]
+    FakeProvider(fake_provider::FakeProviderArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => classify::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Chaos(args) => chaos::run(args),
+        Command::FakeProvider(args) => fake_provider::run(args),
     };
     match result {
         Ok(code) => code,

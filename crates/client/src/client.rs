@@ -99,6 +99,24 @@ impl PoolClient {
             .map_err(ClientError::from)
     }
 
+    /// Leases a credential of `provider` usable for `model` (entries benched for that model,
+    /// or not serving it, are skipped); `None` is [`PoolClient::acquire`].
+    pub async fn acquire_for_model(
+        &self,
+        provider: &ProviderId,
+        model: Option<&str>,
+    ) -> Result<Lease, ClientError> {
+        let model = model.map(str::to_owned);
+        self.inner
+            .handles
+            .call(provider, |handle| {
+                let model = model.clone();
+                async move { handle.select(model.as_deref()).await }
+            })
+            .await
+            .map_err(ClientError::from)
+    }
+
     /// Leases a credential of the provider serving `base_url`'s host.
     pub async fn acquire_for_url(&self, base_url: &str) -> Result<Lease, ClientError> {
         let provider = self.provider_for_url(base_url)?;

@@ -61,7 +61,7 @@ pub use credpool_client::{
     ProviderSummary, RecoveryConfig, RequestFailure, Target, admin, api_key_entry,
     env_api_key_entry, oauth_entry, with_token_url,
 };
-pub use credpool_client::{Classification, Outcome, PoolClient, Timestamp};
+pub use credpool_client::{Classification, Decision, Outcome, PoolClient, Timestamp, Verdict};
 pub use credpool_core::{
     ClientMetadata, Clock, CooldownConfig, CredentialKind, EntryId, EntryKind, FailureKind,
     Generation, ManualClock, OAuthTokens, ProviderId, ProviderRegistry, ProviderSpec,

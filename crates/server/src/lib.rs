@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod config;
+mod data;
 pub mod listener;
 pub mod metrics;
 pub mod private_file;

@@ -1,4 +1,4 @@
-//! The admin listener: axum behind a hand-held accept loop that bounds what one client can
+//! The listeners of the admin and data-plane APIs (TCP or a Unix socket): axum behind a hand-held accept loop that bounds what one client can
 //! take — a connection cap, a deadline for a request's headers and one for an idle
 //! keep-alive connection — so that idle or slow connections can neither stall the API nor
 //! use up the process's file descriptors (the store and the refresher need some).
@@ -17,8 +17,39 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
+
+/// A listening socket the accept loop can take connections from: TCP or a Unix socket.
+pub trait Accept: Send + 'static {
+    /// One connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Takes the next connection.
+    fn accept_stream(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept_stream(&self) -> std::io::Result<TcpStream> {
+        let (stream, _) = self.accept().await?;
+        // Small requests and answers: waiting to fill a segment only adds latency.
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = UnixStream;
+
+    async fn accept_stream(&self) -> std::io::Result<UnixStream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
 
 /// What the listener allows one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +97,8 @@ pub fn fit_to_descriptors(wanted: usize) -> usize {
 
 /// Serves `router` on `listener` within `limits` until `shutdown` turns `true`, then waits
 /// for the requests in flight (the caller bounds that wait).
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L: Accept>(
+    listener: L,
     router: Router,
     limits: ListenerLimits,
     mut shutdown: watch::Receiver<bool>,
@@ -88,11 +119,11 @@ pub async fn serve(
         };
         let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept_stream() => accepted,
             _ = shutdown.wait_for(|stopping| *stopping) => break,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(%error, "cannot accept a connection; pausing accepts for 100 ms");
                 tokio::time::sleep(Duration::from_millis(100)).await;

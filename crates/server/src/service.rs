@@ -144,6 +144,8 @@ async fn run_service(
         limits,
         stop_receiver.clone(),
     ));
+    let mut data_plane =
+        crate::data::serve::start(pool, &config.data, limits, &stop_receiver).await?;
     let restart =
         crate::watchdog::restart_needed(Arc::clone(pool.store()), config.data_dir.clone());
     let stop = tokio::select! {
@@ -157,7 +159,15 @@ async fn run_service(
         }
     }
     let _ = stop_sender.send(true);
-    drain(server, DRAIN_TIMEOUT).await;
+    let mut servers = data_plane.take_servers();
+    servers.push(server);
+    let drained = futures::future::join_all(
+        servers
+            .into_iter()
+            .map(|server| drain(server, DRAIN_TIMEOUT)),
+    );
+    drained.await;
+    drop(data_plane);
     // `Credpool::shutdown` (the caller's next step) lets exchanges in flight finish and be
     // committed before the pools stop.
     Ok(stop)

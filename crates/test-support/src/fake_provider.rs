@@ -24,6 +24,7 @@
 //!
 //! **Invariant:** expiry reads the injected [`Clock`] only, so a `ManualClock` drives it.
 
+mod control;
 mod ledger;
 mod listener;
 mod routes;
@@ -334,6 +335,7 @@ impl FakeProvider {
             persist_lock: Mutex::default(),
         });
         let app = routes::router(Arc::clone(&shared))
+            .merge(control::router(Arc::clone(&shared)))
             .into_make_service_with_connect_info::<listener::ConnKill>();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener::KillableListener(listener), app).await;

@@ -47,10 +47,10 @@ use tokio::sync::watch;
 use crate::metrics;
 use crate::token;
 
-mod error;
+pub(crate) mod error;
 mod events;
 mod pools;
-mod requests;
+pub(crate) mod requests;
 
 pub use self::error::ApiError;
 pub use self::requests::{

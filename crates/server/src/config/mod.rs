@@ -25,12 +25,14 @@ use std::path::{Path, PathBuf};
 use credpool::{PoolConfig, ProviderId, ProviderRegistry, RefresherConfig};
 
 mod checks;
+mod data;
 mod raw;
 mod seeds;
 mod source;
 
 pub use self::checks::{NOT_AN_ENV_VAR_NAME, is_env_var_name};
 use self::checks::{provider_spec, refresher_config, resolve};
+pub use self::data::{DEFAULT_LEASE_TOKEN_FILE, DEFAULT_SOCKET, DataConfig};
 use self::raw::RawConfig;
 use self::seeds::seed_of;
 pub use self::seeds::{SecretFrom, Seed, SeedCredential};
@@ -53,6 +55,8 @@ pub struct ServeConfig {
     pub master_key_file: Option<PathBuf>,
     /// Where the admin API listens.
     pub listen: SocketAddr,
+    /// The data plane (lease API): its socket, optional TCP address, token and lease TTL.
+    pub data: DataConfig,
     /// The admin token's file (created on first start when absent).
     pub token_file: PathBuf,
     /// Admin connections open at once (lowered to fit the descriptor limit).
@@ -127,6 +131,14 @@ impl ServeConfig {
             |file| resolve(base, file),
         );
         let refresher = refresher_config(&source, &raw.refresher)?;
+        let data = data::data_config(&source, &raw.data, base, &data_dir)?;
+        if data.listen.is_some() && data.token_file == token_file {
+            return Err(source.error(
+                None,
+                "data.token_file",
+                "the lease token must not be the admin token: give the data plane its own token_file",
+            ));
+        }
         let max_connections = match &raw.admin.max_connections {
             Some(max) if *max.get_ref() == 0 => {
                 return Err(source.error(
@@ -205,6 +217,7 @@ impl ServeConfig {
             data_dir,
             master_key_file,
             listen,
+            data,
             token_file,
             max_connections,
             header_read_timeout,

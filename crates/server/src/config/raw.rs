@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) admin: RawAdmin,
     #[serde(default)]
+    pub(super) data: RawData,
+    #[serde(default)]
     pub(super) refresher: RawRefresher,
     #[serde(default)]
     pub(super) providers: Vec<RawProvider>,
@@ -95,4 +97,17 @@ impl<'de> Deserialize<'de> for InlineSecret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(|value| InlineSecret(Secret::new(value)))
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// The `[data]` table as written.
+pub(super) struct RawData {
+    pub(super) socket: Option<Spanned<PathBuf>>,
+    pub(super) listen: Option<Spanned<SocketAddr>>,
+    pub(super) token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) allow_remote: bool,
+    pub(super) lease_ttl_s: Option<Spanned<u64>>,
+    pub(super) max_connections: Option<Spanned<usize>>,
 }

@@ -40,6 +40,53 @@ fn a_minimal_file_takes_the_defaults() {
 }
 
 #[test]
+fn the_data_plane_has_defaults_and_refuses_a_remote_address_unless_allowed() {
+    let config = parse("data_dir = \"state\"\n").unwrap();
+    assert_eq!(
+        config.data.socket,
+        PathBuf::from("/etc/credpool/state/credpool.sock")
+    );
+    assert_eq!(config.data.listen, None);
+    assert_eq!(config.data.lease_ttl, Duration::from_secs(60));
+    let config = parse(
+        "data_dir = \"state\"\n[data]\nsocket = \"/run/credpool/lease.sock\"\nlisten = \"127.0.0.1:7879\"\nlease_ttl_s = 5\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.data.socket,
+        PathBuf::from("/run/credpool/lease.sock")
+    );
+    assert_eq!(config.data.listen.unwrap().port(), 7879);
+    assert_eq!(config.data.lease_ttl, Duration::from_secs(5));
+    for (text, words) in [
+        ("[data]\nlisten = \"0.0.0.0:7879\"\n", "allow_remote = true"),
+        ("[data]\nlease_ttl_s = 0\n", "at least 1"),
+        ("[data]\nsocket = \"\"\n", "must not be empty"),
+        (
+            "[data]\nlisten = \"127.0.0.1:7879\"\ntoken_file = \"state/admin.token\"\n",
+            "not be the admin token",
+        ),
+    ] {
+        let error = parse(&format!("data_dir = \"state\"\n{text}")).unwrap_err();
+        assert!(error.to_string().contains(words), "{text}: {error}");
+    }
+    let long = format!(
+        "data_dir = \"state\"\n[data]\nsocket = \"/{}\"\n",
+        "s".repeat(120)
+    );
+    assert!(
+        parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 107")
+    );
+    let remote =
+        parse("data_dir = \"state\"\n[data]\nlisten = \"0.0.0.0:7879\"\nallow_remote = true\n")
+            .unwrap();
+    assert!(remote.data.listen.is_some());
+}
+
+#[test]
 fn the_master_key_file_is_resolved_beside_the_config_and_never_empty() {
     let config = parse("data_dir = \"state\"\nmaster_key_file = \"keys/master.key\"\n").unwrap();
     assert_eq!(
