@@ -223,6 +223,72 @@ async fn no_secret_of_the_demo_workload_leaks_anywhere() {
     assert!(answers.contains("credpool_"), "metrics were read");
     assert!(answers.contains("openai-key-1"), "entries were read");
     assert_clean("admin API answers and metrics", &answers, &secrets);
+
+    // The data plane: a lease answer carries its secret in `header.value` and nowhere else;
+    // reports (one whose provider body echoes the key), errors and the log carry none.
+    let socket = data.join("credpool.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "no data-plane socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut data_answers = String::new();
+    let strip = |mut value: Value| {
+        if let Some(lease) = value.get_mut("lease").filter(|lease| lease.is_object()) {
+            assert!(lease["header"]["value"].is_string(), "{lease}");
+            lease["header"]["value"] = Value::Null;
+        }
+        value.to_string()
+    };
+    let (status, held) = support::uds_call(
+        &socket,
+        "POST",
+        "/v1/lease",
+        Some(&serde_json::json!({ "provider": "openai" })),
+    );
+    assert_eq!(status, 200, "{held}");
+    let leased = held["lease"]["header"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        secrets
+            .iter()
+            .any(|secret| leased.ends_with(secret.as_str()))
+    );
+    let id = held["lease"]["id"].as_str().unwrap().to_owned();
+    data_answers.push_str(&strip(held));
+    let echo = format!(
+        r#"{{"error":{{"message":"Incorrect API key provided: {}","type":"invalid_request_error","code":"invalid_api_key"}}}}"#,
+        leased.trim_start_matches("Bearer ")
+    );
+    let (status, answer) = support::uds_call(
+        &socket,
+        "POST",
+        &format!("/v1/leases/{id}/report"),
+        Some(&serde_json::json!({ "status": 401, "headers": [], "body": echo })),
+    );
+    assert_eq!(status, 200, "{answer}");
+    data_answers.push_str(&strip(answer));
+    for (path, body) in [
+        ("/v1/lease", serde_json::json!({ "provider": "nonesuch" })),
+        (
+            "/v1/lease",
+            serde_json::json!({ "url": "https://api.openai.com/v1", "extra": 1 }),
+        ),
+        (
+            "/v1/leases/0000/report",
+            serde_json::json!({ "outcome": "success" }),
+        ),
+    ] {
+        let (_, answer) = support::uds_call(&socket, "POST", path, Some(&body));
+        data_answers.push_str(&answer.to_string());
+    }
+    assert_clean(
+        "data-plane answers (lease values aside)",
+        &data_answers,
+        &secrets,
+    );
     drop(service);
     // The reader ends when the killed service's stderr closes: the log is complete.
     log_reader.join().unwrap();
