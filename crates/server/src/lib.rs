@@ -74,3 +74,24 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
         service::Stop::ReopenStore => Ok(ExitCode::from(watchdog::RESTART_EXIT_CODE)),
     }
 }
+
+/// Serves the data plane (`docs/DATA-PLANE.md`) for `pool` — its socket, and TCP when
+/// `config.listen` says so — until `stop` turns `true`, then lets requests in flight finish
+/// (up to 10 s) and removes the socket. For programs that run a pool of their own (the demo's
+/// `--serve`); `credpool serve` starts it with the admin API.
+///
+/// # Errors
+/// A listener cannot bind (the socket is held by a live process, the TCP port is taken).
+pub async fn run_data_plane(
+    pool: &credpool::Credpool,
+    config: &config::DataConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut plane =
+        data::serve::start(pool, config, listener::ListenerLimits::default(), &stop).await?;
+    let _ = stop.wait_for(|stopping| *stopping).await;
+    for server in plane.take_servers() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    }
+    Ok(())
+}

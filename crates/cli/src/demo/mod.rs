@@ -34,6 +34,7 @@ use credpool_test_support::{FakeProvider, FakeProviderConfig, FakeState};
 
 mod progress;
 mod report;
+mod serve;
 mod setup;
 mod shared;
 mod workers;
@@ -158,6 +159,14 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // rotation itself).
     save_fake(&state_path, &fake, &keys)?;
     fake.persist_state();
+    if args.serve {
+        let served = serve::serve(&pool, &fake, &args.data_dir).await;
+        pool.shutdown().await.context("flushing the store")?;
+        save_fake(&state_path, &fake, &keys)?;
+        fake.persist_state();
+        served?;
+        return Ok(ExitCode::SUCCESS);
+    }
     progress.line(&format!(
         "fake xAI and OpenAI on http://{}; {} workers of each kind for {} s",
         fake.addr(),

@@ -24,6 +24,10 @@ pub struct DemoArgs {
     /// Print one JSON summary as the last line of stdout (progress goes to stderr).
     #[arg(long)]
     pub(super) json: bool,
+    /// Run no workers: serve the pool on its data-plane socket (and keep the fake providers
+    /// up) until Ctrl-C, for clients in other processes (the Python client).
+    #[arg(long, conflicts_with = "json")]
+    pub(super) serve: bool,
 }
 
 /// How long the fake's access tokens live.
