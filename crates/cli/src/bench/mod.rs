@@ -14,6 +14,7 @@
 
 mod acquire;
 mod classify_input;
+mod data_plane;
 mod durability;
 mod memory;
 mod report;
@@ -36,7 +37,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these sections (comma-separated): acquire, scaling, stampede, commit,
-    /// restart, memory, classify. Skipped sections are `null` in the JSON.
+    /// restart, memory, classify, data-plane. Skipped sections are `null` in the JSON.
     #[arg(long, value_delimiter = ',', value_name = "SECTION")]
     only: Vec<Section>,
     /// Write N lines of mixed provider answers (the classify section's input) to stdout as
@@ -66,6 +67,8 @@ enum Section {
     Memory,
     /// `credpool_core::classify` throughput.
     Classify,
+    /// Lease + release over the data plane's Unix socket: 1 and 64 connections.
+    DataPlane,
 }
 
 /// The sizes of a run.
@@ -81,6 +84,8 @@ struct Plan {
     memory_entries: usize,
     classify_lines: usize,
     classify_rounds: usize,
+    data_plane_pairs: usize,
+    data_plane_window: std::time::Duration,
 }
 
 impl Plan {
@@ -99,6 +104,8 @@ impl Plan {
             memory_entries: 100_000,
             classify_lines: 100_000,
             classify_rounds: 5,
+            data_plane_pairs: 20_000,
+            data_plane_window: std::time::Duration::from_secs(3),
         }
     }
 
@@ -117,6 +124,8 @@ impl Plan {
             memory_entries: 1_000,
             classify_lines: 1_400,
             classify_rounds: 1,
+            data_plane_pairs: 200,
+            data_plane_window: std::time::Duration::from_millis(200),
         }
     }
 }
@@ -178,6 +187,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             eprintln!("bench: restart …");
             let times = durability::restart(plan.restart_entries, plan.restart_runs).await?;
             report.restart(plan.restart_entries, &times, &mut table);
+        }
+        if wanted(Section::DataPlane) {
+            eprintln!("bench: data plane over the socket …");
+            let result =
+                data_plane::data_plane(plan.data_plane_pairs, plan.data_plane_window).await?;
+            report.data_plane(&result, &mut table);
         }
         anyhow::Ok(report)
     })?;

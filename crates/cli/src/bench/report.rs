@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::stats::{Samples, median};
-use super::{acquire, classify_input, durability, memory, stampede};
+use super::{acquire, classify_input, data_plane, durability, memory, stampede};
 
 pub(super) fn us(ns: u64) -> f64 {
     ns as f64 / 1_000.0
@@ -130,6 +130,7 @@ impl Report {
             "restart_10000_ms",
             "bytes_per_entry",
             "classify",
+            "data_plane",
         ] {
             root.insert(key.to_owned(), Value::Null);
         }
@@ -413,6 +414,44 @@ impl Report {
             String::new(),
             format!("{:.0} lines/s", result.lines_per_s),
             "",
+        );
+    }
+
+    pub(super) fn data_plane(&mut self, result: &data_plane::DataPlaneResult, table: &mut Table) {
+        let p50 = us(result.one.p50_ns());
+        let flag_latency = p50 <= 50.0;
+        let throughput = result.many.ops_per_s();
+        let flag_throughput = throughput >= 50_000.0;
+        self.target("data_plane_pair_p50_le_50us", flag_latency);
+        self.target("data_plane_64_connections_ge_50k_per_s", flag_throughput);
+        self.root.insert(
+            "data_plane".to_owned(),
+            json!({
+                "pair_1_connection": latency_json(&result.one),
+                "floor_health_1_connection": latency_json(&result.floor),
+                "pair_64_connections": latency_json(&result.many),
+                "connections": result.connections,
+                "pairs_per_s_64_connections": throughput.round(),
+                "pair_p50_over_floor_p50": round3(result.one.p50_ns() as f64 / result.floor.p50_ns().max(1) as f64),
+            }),
+        );
+        table.latency(
+            "data plane: lease + release, 1 connection (socket)",
+            &result.one,
+            &format!("p50 ≤ 50 µs: {}", met(flag_latency)),
+        );
+        table.latency(
+            "data plane floor: GET /v1/health, 1 connection",
+            &result.floor,
+            "",
+        );
+        table.latency(
+            &format!(
+                "data plane: lease + release, {} connections",
+                result.connections
+            ),
+            &result.many,
+            &format!("≥ 50,000/s: {}", met(flag_throughput)),
         );
     }
 

@@ -191,6 +191,18 @@ pub(super) fn provider_spec(
         spec.base_url = base_url;
     }
     if let Some(hosts) = &raw.hosts {
+        if let Some(bad) = hosts
+            .iter()
+            .find(|host| host.contains(['/', ':', '@']) && !host.starts_with('['))
+        {
+            return Err(source.error(
+                None,
+                "hosts",
+                format!(
+                    "{bad:?} is not a host name: hosts match a URL's host alone (`api.example.com`, `127.0.0.1`), never its scheme, port or path"
+                ),
+            ));
+        }
         spec.hosts = hosts
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())

@@ -181,6 +181,13 @@ impl ServeConfig {
             if let Some(cooldown) = provider.cooldown {
                 pool.cooldown = cooldown;
             }
+            if let Some(guard) = checks::positive(
+                &source,
+                &provider.refresh_loop_guard_s,
+                "refresh_loop_guard_s",
+            )? {
+                pool.refresh_loop_guard = checks::secs(guard);
+            }
             if let Some(max) = &provider.max_leases_per_entry {
                 if *max.get_ref() == 0 {
                     return Err(source.error(

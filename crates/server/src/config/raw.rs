@@ -58,6 +58,7 @@ pub(super) struct RawProvider {
     pub(super) max_leases_per_entry: Option<Spanned<u32>>,
     pub(super) cooldown: Option<CooldownConfig>,
     pub(super) refresh_skew_s: Option<Spanned<u64>>,
+    pub(super) refresh_loop_guard_s: Option<Spanned<u64>>,
     pub(super) token_url: Option<Spanned<String>>,
     pub(super) client_id: Option<String>,
     pub(super) base_url: Option<Spanned<String>>,

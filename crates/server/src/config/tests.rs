@@ -87,6 +87,19 @@ fn the_data_plane_has_defaults_and_refuses_a_remote_address_unless_allowed() {
 }
 
 #[test]
+fn hosts_are_host_names_and_the_refresh_loop_guard_can_be_set() {
+    let error = parse(
+        "data_dir = \"d\"\n[[providers]]\nid = \"custom:fake\"\nhosts = [\"127.0.0.1:8080\"]\n",
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("not a host name"), "{error}");
+    let config =
+        parse("data_dir = \"d\"\n[[providers]]\nid = \"xai-oauth\"\nrefresh_loop_guard_s = 2\n")
+            .unwrap();
+    assert_eq!(config.pools[0].1.refresh_loop_guard, Duration::from_secs(2));
+}
+
+#[test]
 fn the_master_key_file_is_resolved_beside_the_config_and_never_empty() {
     let config = parse("data_dir = \"state\"\nmaster_key_file = \"keys/master.key\"\n").unwrap();
     assert_eq!(
