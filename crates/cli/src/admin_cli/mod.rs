@@ -4,8 +4,9 @@
 //! Online (`--url`, default `http://127.0.0.1:7878`, with `--token-file`): every command is
 //! one request to the admin API ([`remote`]). Offline (`--data-dir DIR` or `--config FILE`):
 //! the facade is started on the store, the command runs, and the facade shuts down (flushed)
-//! ([`offline`]). Both paths produce the same JSON values, rendered by [`render`] as a table
-//! or, with `--json`, as JSON.
+//! ([`offline`]); the commands that work on the store itself — backup, restore, recover,
+//! rekey ([`store_ops`]) and import ([`import`]) — start no pool. Both paths produce the same
+//! JSON values, rendered by [`render`] as a table or, with `--json`, as JSON.
 //!
 //! **Invariants:**
 //! - Secrets to add are read from an environment variable, a file or stdin — never from the
@@ -20,6 +21,7 @@
 //!   that does not is refused without being echoed (it is likely the secret itself).
 //! - A store held by a running service is reported as such, pointing at `--url`.
 
+mod import;
 mod offline;
 mod remote;
 mod render;
@@ -176,6 +178,9 @@ pub enum AdminCommand {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+    /// Imports another runtime's credential pool (offline only, on a stopped service's
+    /// store): each provider's rows all or none, idempotent; exits 2 when a row was refused.
+    Import(import::ImportArgs),
 }
 
 /// `credpool admin add`.
@@ -248,15 +253,23 @@ async fn run_async(args: AdminArgs) -> anyhow::Result<ExitCode> {
         if args.token_file.is_some() {
             bail!("--token-file is for --url; offline mode (--data-dir, --config) needs no token");
         }
-        return offline::run(&args)
-            .await
-            .and_then(|value| print(json, &args.command, &value));
+        let value = offline::run(&args).await?;
+        let code = print(json, &args.command, &value)?;
+        // An import that left rows behind says so in its exit code too.
+        let incomplete = matches!(args.command, AdminCommand::Import(_))
+            && value.get("complete").and_then(Value::as_bool) == Some(false);
+        return Ok(if incomplete { ExitCode::from(2) } else { code });
     }
     if matches!(
         args.command,
         AdminCommand::Restore { .. } | AdminCommand::Recover { .. } | AdminCommand::Rekey { .. }
     ) {
         bail!("restore, recover and rekey work offline only: give --data-dir or --config");
+    }
+    if matches!(args.command, AdminCommand::Import(_)) {
+        bail!(
+            "import works offline only, on a stopped service's store: stop the service and give --data-dir or --config instead of --url"
+        );
     }
     let url = args.url.clone().unwrap_or_else(|| DEFAULT_URL.to_owned());
     let Some(token_file) = &args.token_file else {

@@ -53,6 +53,14 @@ pub async fn run(args: &AdminArgs) -> anyhow::Result<Value> {
         ) => KeySource::File(file.clone()),
         _ => KeySource::Standard,
     };
+    if let AdminCommand::Import(import) = &args.command {
+        let registry = config
+            .as_ref()
+            .map_or_else(credpool::ProviderRegistry::builtin, |config| {
+                config.providers.clone()
+            });
+        return super::import::run(import, &data_dir, &key, registry).await;
+    }
     if let Some(value) = super::store_ops::run(&args.command, &data_dir, &key).await? {
         return Ok(value);
     }
@@ -194,7 +202,8 @@ async fn command(
         AdminCommand::Backup { .. }
         | AdminCommand::Restore { .. }
         | AdminCommand::Recover { .. }
-        | AdminCommand::Rekey { .. } => {
+        | AdminCommand::Rekey { .. }
+        | AdminCommand::Import(_) => {
             bail!("handled on the store itself")
         }
     })

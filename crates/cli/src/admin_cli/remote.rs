@@ -211,8 +211,9 @@ impl Remote {
             }
             AdminCommand::Restore { .. }
             | AdminCommand::Recover { .. }
-            | AdminCommand::Rekey { .. } => {
-                bail!("restore, recover and rekey work offline only")
+            | AdminCommand::Rekey { .. }
+            | AdminCommand::Import(_) => {
+                bail!("restore, recover, rekey and import work offline only")
             }
         }
     }

@@ -187,6 +187,12 @@ pub fn text(command: &AdminCommand, value: &Value) -> String {
             }
             text
         }
+        AdminCommand::Import(_) => {
+            match serde_json::from_value::<super::import::report::ImportReport>(value.clone()) {
+                Ok(report) => super::import::report::text(&report),
+                Err(error) => format!("cannot read the import's answer: {error}\n"),
+            }
+        }
         AdminCommand::Recover { .. } => {
             let list = |key: &str| -> Vec<String> {
                 value
