@@ -93,6 +93,12 @@ fn import(
     } else {
         None
     };
+    // Used before (an admin token from an earlier run) yet no history: the store was lost,
+    // and with it the record of which refresh tokens this data dir spent.
+    let used_before = data_dir
+        .join(credpool_server::config::DEFAULT_TOKEN_FILE)
+        .exists();
+    let lost = used_before && store.as_ref().is_none_or(|store| store.history_is_new());
     let mut plans = Vec::with_capacity(providers.len());
     for rows in providers {
         let held = match (&store, &rows.provider) {
@@ -107,6 +113,7 @@ fn import(
         let inputs = plan::Store {
             held: &held,
             spent: &spent,
+            lost,
         };
         plans.push(plan::plan_provider(
             rows,

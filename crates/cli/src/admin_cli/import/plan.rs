@@ -87,6 +87,9 @@ pub struct Store<'a> {
     pub held: &'a [Held],
     /// Whether this data dir already sent a refresh token with this fingerprint.
     pub spent: &'a dyn Fn(&Fingerprint) -> bool,
+    /// The data dir was used before but its store is new: no grant's refresh token can be
+    /// trusted unspent.
+    pub lost: bool,
 }
 
 /// Plans one provider. `random` gives the bits of new entry ids; `dry_run` only changes the
@@ -218,6 +221,9 @@ fn decide(
         return Decision::Refuse(Refusal::LabelTaken(held.fingerprint.clone()));
     }
     if let Some(refresh) = refresh {
+        if store.lost {
+            return Decision::Refuse(Refusal::StoreLost);
+        }
         if (store.spent)(&refresh) {
             return Decision::Refuse(Refusal::RefreshTokenSpent);
         }

@@ -43,6 +43,9 @@ pub enum Refusal {
     LabelTaken(Fingerprint),
     /// This data dir already sent the grant's refresh token; it is spent.
     RefreshTokenSpent,
+    /// This data dir was used before (it has an admin token) but its store is new: it lost
+    /// the record of which refresh tokens it spent.
+    StoreLost,
 }
 
 impl Refusal {
@@ -63,6 +66,7 @@ impl Refusal {
             Refusal::SameRefreshToken(_) => "same_refresh_token",
             Refusal::LabelTaken(_) => "label_taken",
             Refusal::RefreshTokenSpent => "refresh_token_spent",
+            Refusal::StoreLost => "store_lost",
         }
     }
 
@@ -106,6 +110,9 @@ impl Refusal {
             ),
             Refusal::RefreshTokenSpent => {
                 "this data dir already sent this refresh token (the grant was imported and refreshed, then removed): it is spent; sign in again".to_owned()
+            }
+            Refusal::StoreLost => {
+                "this data dir was used before (it has an admin token) but its store is new: it lost its state, and credpool may have refreshed this grant already, which would make the file's refresh token spent; restore a backup (credpool admin restore), or sign in again".to_owned()
             }
         }
     }

@@ -63,6 +63,7 @@ fn plan(
     let store = Store {
         held,
         spent: &is_spent,
+        lost: false,
     };
     let mut next = 0x100_u64;
     plan_provider(read, &store, dry_run, &mut || {
@@ -298,4 +299,30 @@ fn an_unknown_provider_refuses_every_row() {
         0,
     );
     assert_eq!(plan.provider, None);
+}
+
+#[test]
+fn a_data_dir_that_lost_its_store_imports_keys_but_no_grant() {
+    let read = read_provider(
+        "openrouter",
+        &[api_key_row("k", "k-value", 0)],
+        &ProviderRegistry::builtin(),
+        NOW,
+    );
+    let never = |_: &Fingerprint| false;
+    let store = Store {
+        held: &[],
+        spent: &never,
+        lost: true,
+    };
+    let keys = plan_provider(read, &store, false, &mut || 0x200);
+    check(&keys, &["imported"], 1);
+    let read = read_provider(
+        "xai-oauth",
+        &[grant_row("g", "at-g", "rt-g")],
+        &ProviderRegistry::builtin(),
+        NOW,
+    );
+    let grants = plan_provider(read, &store, false, &mut || 0x300);
+    check(&grants, &["refused:store_lost"], 0);
 }
